@@ -1,0 +1,691 @@
+"""The ``InferenceModel`` API (kubevino.io/v1alpha1): the one source of the CRD schema.
+
+Every field carries a description (``kubectl explain`` shows it); cross-field rules are
+:class:`~kubevino_operator.celrules.Rule` objects, enforced here and by the API server alike.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+from kubevino_operator.celrules import ApiModel, Rule, has_key
+from kubevino_operator.devices import MISUSE_PATTERN, SYNTAX_PATTERN, parse_target
+
+GROUP = "kubevino.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "InferenceModel"
+PLURAL = "inferencemodels"
+SINGULAR = "inferencemodel"
+SHORT_NAMES = ("im", "ovm")
+
+AcceleratorName = Literal[
+    "cpu", "intel-gpu", "intel-gpu-wsl2", "intel-npu", "ncs2", "hddl", "nvidia"
+]
+AccessMode = Literal["DevicePlugin", "HostDevices"]
+PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
+RuntimeChoice = Literal["Auto", "Kubevino", "ModelServer"]
+
+# Targets the kubevino runtime (current OpenVINO) cannot drive: MYRIAD and HDDL plugins left
+# OpenVINO after 2022.3; the NVIDIA plugin lives in openvino_contrib builds of Model Server.
+MODEL_SERVER_ONLY_FAMILIES = ("MYRIAD", "HDDL", "NVIDIA")
+_MODEL_SERVER_ONLY_PATTERN = r"(^|[:,-])(" + "|".join(MODEL_SERVER_ONLY_FAMILIES) + r")([.(,]|$)"
+
+_NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# The name becomes a Service name: a DNS-1035 label (starts with a letter, at most 63).
+NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_MAX_LENGTH = 63
+_DIMS = r"\(\s*-?[0-9]+(:[0-9]+)?(\s*,\s*-?[0-9]+(:[0-9]+)?)*\s*\)"
+SHAPE_PATTERN = rf"^(auto|{_DIMS})$"
+_QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?"
+    r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+def _target_device_is_valid(value: str) -> str:
+    parse_target(value)
+    return value
+
+
+IntOrString = Annotated[
+    int | str,
+    WithJsonSchema({"x-kubernetes-int-or-string": True}),
+]
+Quantity = Annotated[
+    int | str,
+    AfterValidator(
+        lambda value: (
+            value
+            if isinstance(value, int) or re.fullmatch(_QUANTITY_PATTERN, value)
+            else _raise(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2Gi, 4)")
+        )
+    ),
+    WithJsonSchema(
+        {"x-kubernetes-int-or-string": True, "pattern": _QUANTITY_PATTERN},
+    ),
+]
+TargetDevice = Annotated[
+    str,
+    Field(min_length=1, max_length=256),
+    AfterValidator(_target_device_is_valid),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 256,
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.matches('{SYNTAX_PATTERN}')",
+                    "message": "targetDevice must follow OpenVINO's grammar without spaces: "
+                    "CPU, GPU.1, NPU, AUTO, AUTO:GPU,CPU, AUTO:-CPU, MULTI:CPU(2),GPU(2), "
+                    "HETERO:GPU,CPU or BATCH:GPU(4); device names are upper case "
+                    "(run `kubevino render` for the exact position of the problem)",
+                },
+                {
+                    "rule": f"!self.matches('{MISUSE_PATTERN}')",
+                    "message": "targetDevice misuses a virtual device: MULTI, HETERO and BATCH "
+                    "need a device list (MULTI:GPU,CPU), virtual devices cannot be nested, and "
+                    "NVIDIA only runs alone",
+                },
+            ],
+        }
+    ),
+]
+
+
+def _raise(message: str) -> Any:
+    raise ValueError(message)
+
+
+def _count_set(*values: object) -> int:
+    return sum(value is not None for value in values)
+
+
+def _one_of_cel(fields: tuple[str, ...]) -> str:
+    return " + ".join(f"(has(self.{name}) ? 1 : 0)" for name in fields) + " == 1"
+
+
+# --- model source -----------------------------------------------------------------------------
+
+
+class SecretKeyRef(ApiModel):
+    """A Secret in the InferenceModel's namespace; the operator reads it, never changes it."""
+
+    name: str = Field(description="Name of the Secret.", max_length=253)
+
+
+class PvcSource(ApiModel):
+    """A PersistentVolumeClaim holding the model in Model Server layout <base>/<version>/."""
+
+    claim_name: str = Field(description="Name of the PVC in the same namespace.", max_length=253)
+    sub_path: str | None = Field(
+        default=None,
+        description="Directory inside the volume that holds the version folders.",
+        max_length=1024,
+    )
+
+
+class HttpSource(ApiModel):
+    """An HTTP(S) location fetched by an init container before the server starts."""
+
+    url: str = Field(
+        description="http:// or https:// URL of the model directory or archive.",
+        pattern=r"^https?://",
+        max_length=2048,
+    )
+    sha256: dict[str, str] | None = Field(
+        default=None,
+        description="Expected SHA-256 (hex) per file path; a mismatch fails the fetch.",
+    )
+
+
+class S3Source(ApiModel):
+    """An S3 (or S3-compatible) prefix fetched by an init container before the server starts."""
+
+    uri: str = Field(
+        description="s3://bucket/prefix holding the version folders.",
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+        max_length=2048,
+    )
+    endpoint: str | None = Field(
+        default=None,
+        description="Endpoint URL for S3-compatible stores (MinIO, Ceph RGW, ...).",
+        pattern=r"^https?://",
+        max_length=2048,
+    )
+    region: str | None = Field(default=None, description="Bucket region.", max_length=64)
+    secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and optionally "
+        "AWS_SESSION_TOKEN); omit for anonymous access or node/workload identity.",
+    )
+    verify_tls: bool = Field(
+        default=True, description="Verify the endpoint's TLS certificate (on by default)."
+    )
+
+
+class HostPathSource(ApiModel):
+    """A directory on the node (development only: ties the pod to nodes that have it)."""
+
+    path: str = Field(description="Absolute path on the node.", pattern=r"^/", max_length=1024)
+
+
+class ImageSource(ApiModel):
+    """An OCI image whose filesystem carries the model (a "modelcar")."""
+
+    reference: str = Field(description="Image reference, e.g. registry/models/resnet:1.")
+    path: str = Field(
+        default="/models",
+        description="Directory inside the image that holds the version folders.",
+        pattern=r"^/",
+    )
+
+
+_SOURCES = ("pvc", "http", "s3", "hostPath", "image")
+
+
+class ModelSource(ApiModel):
+    """Where the model comes from: set exactly one."""
+
+    cel_rules = (
+        Rule(
+            cel=_one_of_cel(_SOURCES),
+            message="model.source must set exactly one of pvc, http, s3, hostPath, image",
+            holds=lambda s: _count_set(s.pvc, s.http, s.s3, s.host_path, s.image) == 1,
+        ),
+    )
+
+    pvc: PvcSource | None = Field(default=None, description="Serve from a PVC.")
+    http: HttpSource | None = Field(default=None, description="Fetch over HTTP(S).")
+    s3: S3Source | None = Field(default=None, description="Fetch from S3.")
+    host_path: HostPathSource | None = Field(
+        default=None, description="Serve from a node directory (development)."
+    )
+    image: ImageSource | None = Field(default=None, description="Serve from an OCI image.")
+
+
+class LatestVersions(ApiModel):
+    """Serve the newest N versions."""
+
+    num_versions: int = Field(default=1, ge=1, le=100, description="How many newest versions.")
+
+
+class SpecificVersions(ApiModel):
+    """Serve exactly these versions."""
+
+    versions: list[int] = Field(
+        description="Version numbers (folder names).", min_length=1, max_length=100
+    )
+
+
+class AllVersions(ApiModel):
+    """Serve every version found."""
+
+
+class VersionPolicy(ApiModel):
+    """Which versions to serve (Model Server's model_version_policy): set exactly one."""
+
+    cel_rules = (
+        Rule(
+            cel=_one_of_cel(("latest", "specific", "all")),
+            message="versionPolicy must set exactly one of latest, specific, all",
+            holds=lambda p: _count_set(p.latest, p.specific, p.all) == 1,
+        ),
+    )
+
+    latest: LatestVersions | None = Field(default=None, description="Serve the newest N.")
+    specific: SpecificVersions | None = Field(default=None, description="Serve listed versions.")
+    all: AllVersions | None = Field(default=None, description="Serve all versions.")
+
+    def to_model_server(self) -> dict[str, Any]:
+        if self.specific is not None:
+            return {"specific": {"versions": list(self.specific.versions)}}
+        if self.all is not None:
+            return {"all": {}}
+        latest = self.latest or LatestVersions()
+        return {"latest": {"num_versions": latest.num_versions}}
+
+
+class ModelSpec(ApiModel):
+    """The model to serve."""
+
+    name: str | None = Field(
+        default=None,
+        description="Name clients use in requests (defaults to the InferenceModel's name).",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=128,
+    )
+    source: ModelSource = Field(description="Where the model files come from.")
+    version_policy: VersionPolicy | None = Field(
+        default=None, description="Which versions to serve (default: the latest one)."
+    )
+
+
+# --- device -----------------------------------------------------------------------------------
+
+
+class DeviceSpec(ApiModel):
+    """Which OpenVINO device runs the model, and how the pod reaches it."""
+
+    target_device: TargetDevice = Field(
+        default="CPU",
+        description="OpenVINO target_device: CPU, GPU, GPU.1, NPU, MYRIAD, HDDL, NVIDIA, AUTO, "
+        "AUTO:GPU,CPU, AUTO:-CPU, MULTI:CPU(2),GPU(2), HETERO:GPU,CPU, BATCH:GPU(4), or a "
+        "device instance such as MYRIAD.1.2-ma2480.",
+    )
+    count: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Devices of each accelerator kind one pod claims; by default as many as "
+        "the target names (GPU.1 needs two GPUs visible), at least one.",
+    )
+    access_mode: AccessMode | None = Field(
+        default=None,
+        description="DevicePlugin: request the device plugin's extended resource "
+        "(unprivileged). HostDevices: mount the node's device nodes (needs a privileged "
+        "container, which the operator settings must allow). Default from operator settings.",
+    )
+    accelerators: list[AcceleratorName] | None = Field(
+        default=None,
+        max_length=7,
+        description="Accelerator profiles the pod gets: what a bare AUTO may use, and which "
+        "variant serves a device family (intel-gpu-wsl2 instead of intel-gpu for GPU). "
+        "Default from operator settings.",
+    )
+
+
+# --- performance ------------------------------------------------------------------------------
+
+_TYPED_PLUGIN_KEYS = {
+    "PERFORMANCE_HINT": "hint",
+    "NUM_STREAMS": "numStreams",
+    "MODEL_PRIORITY": "modelPriority",
+    "INFERENCE_PRECISION_HINT": "inferencePrecision",
+    "PERFORMANCE_HINT_NUM_REQUESTS": "numRequests",
+    "CACHE_DIR": "modelCache",
+}
+
+
+def _plugin_key_rule(key: str, field: str) -> Rule:
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", field).lower()
+    return Rule(
+        cel=f"!(has(self.{field}) && has(self.pluginConfig) && '{key}' in self.pluginConfig)",
+        message=f"set {field} or pluginConfig.{key}, not both",
+        holds=lambda p: getattr(p, snake) is None or not has_key(p.plugin_config, key),
+    )
+
+
+class ModelCache(ApiModel):
+    """OpenVINO's compiled-model cache (CACHE_DIR): later starts skip compilation."""
+
+    enabled: bool = Field(default=True, description="Turn the compiled-model cache on.")
+    claim_name: str | None = Field(
+        default=None,
+        description="PVC to keep the cache on (shared by replicas and restarts); an emptyDir "
+        "that lives as long as the pod when unset.",
+        max_length=253,
+    )
+    size_limit: Quantity | None = Field(
+        default=None, description="Size limit of the emptyDir cache."
+    )
+
+
+class PerformanceSpec(ApiModel):
+    """OpenVINO performance settings; typed fields win over nothing: set each in one place."""
+
+    cel_rules = (
+        Rule(
+            cel="!((has(self.hint) || (has(self.pluginConfig) && 'PERFORMANCE_HINT' in "
+            "self.pluginConfig)) && (has(self.numStreams) || (has(self.pluginConfig) && "
+            "'NUM_STREAMS' in self.pluginConfig)))",
+            message="a performance hint and NUM_STREAMS must not be used together: the hint "
+            "chooses the number of streams; drop one of them",
+            holds=lambda p: (
+                not (
+                    (p.hint is not None or has_key(p.plugin_config, "PERFORMANCE_HINT"))
+                    and (p.num_streams is not None or has_key(p.plugin_config, "NUM_STREAMS"))
+                )
+            ),
+        ),
+        Rule(
+            cel="!(has(self.shape) && has(self.shapes))",
+            message="set shape (every input) or shapes (per input), not both",
+            holds=lambda p: p.shape is None or p.shapes is None,
+        ),
+        *(
+            _plugin_key_rule(key, field)
+            for key, field in _TYPED_PLUGIN_KEYS.items()
+            if key != "CACHE_DIR"
+        ),
+        Rule(
+            cel="!(has(self.pluginConfig) && 'CACHE_DIR' in self.pluginConfig)",
+            message="pluginConfig.CACHE_DIR is managed by the operator: use modelCache",
+            holds=lambda p: not has_key(p.plugin_config, "CACHE_DIR"),
+        ),
+    )
+
+    hint: Literal["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"] | None = Field(
+        default=None,
+        description="PERFORMANCE_HINT: LATENCY, THROUGHPUT, or CUMULATIVE_THROUGHPUT (AUTO or "
+        "MULTI only: runs on all candidate devices at once).",
+    )
+    num_requests: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Infer requests the server keeps in flight (Model Server's nireq); "
+        "default: the compiled model's optimal number.",
+    )
+    num_streams: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="NUM_STREAMS; mutually exclusive with a hint.",
+    )
+    model_priority: Literal["HIGH", "MEDIUM", "LOW"] | None = Field(
+        default=None,
+        description="MODEL_PRIORITY: which models get the best device when they compete.",
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, le=4096, description="Reshape the batch dimension to this size."
+    )
+    shape: str | None = Field(
+        default=None,
+        description="Shape for every input: auto, or dimensions such as (1,3,224,224); "
+        "ranges as min:max.",
+        pattern=SHAPE_PATTERN,
+        max_length=256,
+    )
+    shapes: dict[str, Annotated[str, Field(pattern=SHAPE_PATTERN, max_length=256)]] | None = Field(
+        default=None,
+        description="Shape per input name, each auto or dimensions like (1,3,224,224).",
+        max_length=64,
+    )
+    inference_precision: Literal["f32", "f16", "bf16"] | None = Field(
+        default=None, description="INFERENCE_PRECISION_HINT."
+    )
+    model_cache: ModelCache | None = Field(
+        default=None, description="Compiled-model cache (off unless set)."
+    )
+    plugin_config: dict[str, IntOrString] | None = Field(
+        default=None,
+        max_length=64,
+        description="Any other OpenVINO property, passed as Model Server's plugin_config.",
+    )
+
+    def effective_plugin_config(self) -> dict[str, int | str]:
+        """The properties handed to OpenVINO: typed fields merged into pluginConfig."""
+        merged: dict[str, int | str] = dict(self.plugin_config or {})
+        typed: dict[str, int | str | None] = {
+            "PERFORMANCE_HINT": self.hint,
+            "NUM_STREAMS": self.num_streams,
+            "MODEL_PRIORITY": self.model_priority,
+            "INFERENCE_PRECISION_HINT": self.inference_precision,
+        }
+        merged.update({key: value for key, value in typed.items() if value is not None})
+        return dict(sorted(merged.items()))
+
+
+# --- serving ----------------------------------------------------------------------------------
+
+
+class Autoscaling(ApiModel):
+    """A HorizontalPodAutoscaler owned by the InferenceModel; it then owns the replica count."""
+
+    cel_rules = (
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            message="autoscaling.minReplicas must not exceed maxReplicas",
+            holds=lambda a: a.min_replicas <= a.max_replicas,
+        ),
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Lower bound.")
+    max_replicas: int = Field(ge=1, le=1000, description="Upper bound.")
+    target_cpu_utilization: int = Field(
+        default=80, ge=1, le=100, description="Average CPU utilisation (percent) to aim for."
+    )
+
+
+class ServiceSpec(ApiModel):
+    """The Service in front of the model servers."""
+
+    cel_rules = (
+        Rule(
+            cel="self.restPort != self.grpcPort",
+            message="service.restPort and service.grpcPort must differ",
+            holds=lambda s: s.rest_port != s.grpc_port,
+        ),
+    )
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="Service type."
+    )
+    rest_port: int = Field(
+        default=8000, ge=1, le=65535, description="Port of the REST API (KServe v2, TF-Serving)."
+    )
+    grpc_port: int = Field(
+        default=9000, ge=1, le=65535, description="Port of the gRPC API (KServe v2)."
+    )
+
+
+class ResourceRequirements(ApiModel):
+    """CPU and memory for the server container (device resources are added by the operator)."""
+
+    limits: dict[str, Quantity] | None = Field(default=None, description="Resource limits.")
+    requests: dict[str, Quantity] | None = Field(default=None, description="Resource requests.")
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration, as in a pod spec."""
+
+    key: str | None = Field(default=None, description="Taint key (empty with Exists: all).")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Exists or Equal (default Equal)."
+    )
+    value: str | None = Field(default=None, description="Taint value for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match (empty: all)."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated."
+    )
+
+
+class ServingSpec(ApiModel):
+    """How the model servers run."""
+
+    cel_rules = (
+        Rule(
+            cel="!has(self.autoscaling) || (has(self.resources) && "
+            "has(self.resources.requests) && 'cpu' in self.resources.requests)",
+            message="autoscaling scales on CPU utilisation, which needs "
+            "serving.resources.requests.cpu",
+            holds=lambda s: (
+                s.autoscaling is None
+                or (s.resources is not None and has_key(s.resources.requests, "cpu"))
+            ),
+        ),
+    )
+
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Pods to run; ignored while autoscaling is set (the HPA owns the count).",
+    )
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="Scale with a HorizontalPodAutoscaler instead."
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None, description="CPU and memory of the server container."
+    )
+    service: ServiceSpec | None = Field(default=None, description="The Service.")
+    node_selector: dict[str, str] | None = Field(
+        default=None,
+        description="Extra node labels the pods require (merged over the accelerator's).",
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None, description="Tolerations for tainted accelerator nodes.", max_length=64
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="A Kubernetes pod affinity block, used as given.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    image: str | None = Field(
+        default=None, description="Server image override (default from operator settings)."
+    )
+    runtime: RuntimeChoice = Field(
+        default="Auto",
+        description="Kubevino: the kubevino runtime (current OpenVINO). ModelServer: a stock "
+        "OpenVINO Model Server 2022.3 image, the last with MYRIAD and HDDL plugins. Auto: "
+        "ModelServer when the target needs MYRIAD, HDDL or NVIDIA, else Kubevino.",
+    )
+
+
+class InferenceModelSpec(ApiModel):
+    """Desired state: a model served on an OpenVINO device."""
+
+    cel_rules = (
+        Rule(
+            cel="!(has(self.performance) && has(self.performance.hint) && "
+            "self.performance.hint == 'CUMULATIVE_THROUGHPUT' && "
+            "!(has(self.device) && has(self.device.targetDevice) && "
+            "(self.device.targetDevice.startsWith('AUTO') || "
+            "self.device.targetDevice.startsWith('MULTI'))))",
+            message="hint CUMULATIVE_THROUGHPUT needs an AUTO or MULTI targetDevice "
+            "(e.g. AUTO:GPU,CPU)",
+            holds=lambda s: (
+                s.performance is None
+                or s.performance.hint != "CUMULATIVE_THROUGHPUT"
+                or s.device.target_device.startswith(("AUTO", "MULTI"))
+            ),
+        ),
+        Rule(
+            cel="!(has(self.serving) && has(self.serving.runtime) && "
+            "self.serving.runtime == 'Kubevino' && has(self.device) && "
+            f"has(self.device.targetDevice) && self.device.targetDevice.matches("
+            f"'{_MODEL_SERVER_ONLY_PATTERN}'))",
+            message="MYRIAD, HDDL and NVIDIA are not in current OpenVINO: set serving.runtime "
+            "to ModelServer (or Auto) to use the stock Model Server 2022.3 image",
+            holds=lambda s: (
+                s.serving.runtime != "Kubevino"
+                or not re.search(_MODEL_SERVER_ONLY_PATTERN, s.device.target_device)
+            ),
+        ),
+    )
+
+    model: ModelSpec = Field(description="The model and where it comes from.")
+    device: DeviceSpec = Field(
+        default_factory=DeviceSpec,
+        description="OpenVINO device and device access.",
+        json_schema_extra={"default": {}},
+    )
+    performance: PerformanceSpec | None = Field(
+        default=None, description="Performance hints and OpenVINO properties."
+    )
+    serving: ServingSpec = Field(
+        default_factory=ServingSpec,
+        description="Replicas, Service, scheduling, image and runtime.",
+        # Defaulted by the API server too, so that the scale subresource always finds
+        # .spec.serving.replicas.
+        json_schema_extra={"default": {}},
+    )
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+class Condition(ApiModel):
+    """A standard Kubernetes condition."""
+
+    type: str = Field(description="Ready, Progressing, Degraded, ...", max_length=316)
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        description="CamelCase reason, stable for tools.",
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        max_length=1024,
+    )
+    message: str = Field(default="", description="Human-readable details.", max_length=32768)
+    last_transition_time: datetime = Field(
+        description="When status last changed.",
+        json_schema_extra={"format": "date-time"},
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation this condition was computed for."
+    )
+
+
+class Endpoints(ApiModel):
+    """In-cluster URLs of the model."""
+
+    rest: str | None = Field(default=None, description="Base URL of the REST API.")
+    grpc: str | None = Field(default=None, description="host:port of the gRPC API.")
+
+
+class InferenceModelStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the status describes."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Ready, Progressing, Degraded and more.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    replicas: int | None = Field(default=None, description="Pods of the Deployment.")
+    ready_replicas: int | None = Field(default=None, description="Pods that serve.")
+    selector: str | None = Field(
+        default=None, description="Label selector of the pods (for the scale subresource)."
+    )
+    endpoints: Endpoints | None = Field(default=None, description="Where clients connect.")
+    accelerators: list[str] | None = Field(
+        default=None, description="Accelerator profiles resolved from the target."
+    )
+    access_mode: str | None = Field(default=None, description="Device access mode in use.")
+    runtime: str | None = Field(
+        default=None, description="Runtime in use (Kubevino or ModelServer)."
+    )
+    pod_security_level: str | None = Field(
+        default=None,
+        description="Pod Security Standard level the pods need (restricted/baseline/privileged).",
+    )
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata kubevino reads; everything else is kept as given."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
+    namespace: str = Field(default="default", pattern=_NAMESPACE_PATTERN, max_length=63)
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    generation: int | None = None
+    uid: str | None = None
+
+
+class InferenceModel(BaseModel):
+    """A whole object as read from a file or the API server."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    api_version: Literal["kubevino.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["InferenceModel"]
+    metadata: ObjectMeta
+    spec: InferenceModelSpec
+    status: InferenceModelStatus | None = None
+
+    @property
+    def served_name(self) -> str:
+        return self.spec.model.name or self.metadata.name

@@ -1,0 +1,124 @@
+"""``kubevino`` command line: render manifests offline, print the CRD."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+from pydantic import ValidationError
+
+from kubevino_operator import __version__
+from kubevino_operator.api import InferenceModel
+from kubevino_operator.crd import crd_yaml
+from kubevino_operator.render import Rendered, render
+from kubevino_operator.resolve import Refusal
+from kubevino_operator.settings import SettingsError, load_settings
+from kubevino_operator.yamlio import dump_documents
+
+EXIT_INVALID = 2
+EXIT_REFUSED = 3
+
+
+class InputError(ValueError):
+    """A manifest kubevino cannot read; the message names the file and the field."""
+
+
+def _error_location(location: Sequence[int | str]) -> str:
+    return ".".join(str(part) for part in location if not str(part).startswith("function-"))
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{_error_location(item['loc'])}: {message}")
+    return "; ".join(lines)
+
+
+def read_models(source: str) -> Iterator[InferenceModel]:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as error:
+        raise InputError(f"{source}: not valid YAML: {error}") from error
+    for index, document in enumerate(documents):
+        where = f"{source} (document {index + 1})" if len(documents) > 1 else source
+        if not isinstance(document, dict) or document.get("kind") != "InferenceModel":
+            kind = document.get("kind") if isinstance(document, dict) else type(document).__name__
+            raise InputError(f"{where}: expected kind InferenceModel, found {kind}")
+        try:
+            yield InferenceModel.model_validate(document)
+        except ValidationError as error:
+            raise InputError(f"{where}: {describe_validation_error(error)}") from error
+
+
+def _summary(rendered: Rendered) -> str:
+    resolution = rendered.resolution
+    return (
+        f"# kubevino {__version__}: target {resolution.target}, "
+        f"accelerators {', '.join(resolution.accelerators)}, access {resolution.access_mode}, "
+        f"runtime {resolution.runtime}, pod security {rendered.pod_security_level}\n"
+    )
+
+
+def _render_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        settings = load_settings(args.settings)
+        models = [model for source in args.filename for model in read_models(source)]
+    except (InputError, SettingsError, OSError) as error:
+        print(f"error: {error}", file=err)
+        return EXIT_INVALID
+    status = 0
+    for model in models:
+        result = render(model, settings)
+        if isinstance(result, Refusal):
+            name = f"{model.metadata.namespace}/{model.metadata.name}"
+            print(f"refused: InferenceModel {name}: {result.reason}: {result.message}", file=err)
+            status = EXIT_REFUSED
+            continue
+        out.write(_summary(result))
+        out.write(dump_documents(result.objects))
+    return status
+
+
+def _crd_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    out.write(crd_yaml())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubevino", description="Serve OpenVINO models on Kubernetes."
+    )
+    parser.add_argument("--version", action="version", version=f"kubevino {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    render_parser = commands.add_parser(
+        "render",
+        help="print the manifests for InferenceModels without a cluster",
+        description="Print the Kubernetes objects the operator would create, like `helm "
+        "template`. Exit 2 on an invalid manifest, 3 when the settings refuse a model.",
+    )
+    render_parser.add_argument(
+        "-f", "--filename", action="append", required=True, help="InferenceModel YAML ('-': stdin)"
+    )
+    render_parser.add_argument(
+        "--settings", help="operator settings YAML (default: $KUBEVINO_SETTINGS, else defaults)"
+    )
+    render_parser.set_defaults(handler=_render_command)
+    crd_parser = commands.add_parser("crd", help="print the InferenceModel CRD")
+    crd_parser.set_defaults(handler=_crd_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args, sys.stdout, sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

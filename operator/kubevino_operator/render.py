@@ -1,0 +1,562 @@
+"""Pure: (InferenceModel, Settings) → the Kubernetes objects that serve it, or a refusal.
+
+Same input, same output, byte for byte once dumped: GitOps diffs show real changes only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubevino_operator.api import InferenceModel, PodSecurityLevel
+from kubevino_operator.podsecurity import pod_security_level
+from kubevino_operator.profiles import AcceleratorProfile, HostVolume
+from kubevino_operator.resolve import (
+    Refusal,
+    RefusedError,
+    Resolution,
+    device_plugin_resource,
+    resolve,
+)
+from kubevino_operator.settings import Settings
+
+MODEL_ROOT = "/models"
+MODEL_DIR = f"{MODEL_ROOT}/model"
+CONFIG_DIR = "/config"
+CACHE_DIR = "/cache"
+FIELD_MANAGER = "kubevino"
+INSTANCE_LABEL = "kubevino.io/inference-model"
+CONFIG_HASH_ANNOTATION = "kubevino.io/config-hash"
+DEVICE_PATHS_ENV = "KUBEVINO_DEVICE_PATHS"
+ACCELERATORS_ENV = "KUBEVINO_ACCELERATORS"
+PROBE_PATHS = {"ready": "/v2/health/ready", "live": "/v2/health/live"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    objects: tuple[dict[str, Any], ...]
+    resolution: Resolution
+    pod_security_level: PodSecurityLevel
+    endpoints: dict[str, str]
+    selector: dict[str, str]
+
+
+def labels(model: InferenceModel) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "kubevino-model-server",
+        "app.kubernetes.io/instance": model.metadata.name,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": "kubevino",
+        "app.kubernetes.io/managed-by": "kubevino",
+        INSTANCE_LABEL: model.metadata.name,
+    }
+
+
+def selector(model: InferenceModel) -> dict[str, str]:
+    return {INSTANCE_LABEL: model.metadata.name}
+
+
+def _meta(model: InferenceModel, name: str) -> dict[str, Any]:
+    return {"name": name, "namespace": model.metadata.namespace, "labels": labels(model)}
+
+
+def config_name(model: InferenceModel) -> str:
+    return f"{model.metadata.name}-config"
+
+
+# --- runtime configuration --------------------------------------------------------------------
+
+
+def model_server_config(model: InferenceModel) -> dict[str, Any]:
+    """Model Server's config.json for this model: read by both runtimes alike."""
+    spec = model.spec
+    performance = spec.performance
+    entry: dict[str, Any] = {
+        "name": model.served_name,
+        "base_path": MODEL_DIR,
+        "target_device": spec.device.target_device,
+    }
+    version_policy = spec.model.version_policy
+    entry["model_version_policy"] = (
+        version_policy.to_model_server() if version_policy else {"latest": {"num_versions": 1}}
+    )
+    if performance is not None:
+        plugin_config = performance.effective_plugin_config()
+        if plugin_config:
+            # Model Server 2022.3 reads plugin_config values as strings.
+            entry["plugin_config"] = {key: str(value) for key, value in plugin_config.items()}
+        if performance.num_requests is not None:
+            entry["nireq"] = performance.num_requests
+        if performance.batch_size is not None:
+            entry["batch_size"] = str(performance.batch_size)
+        if performance.shape is not None:
+            entry["shape"] = performance.shape
+        if performance.shapes is not None:
+            entry["shape"] = dict(sorted(performance.shapes.items()))
+    return {"model_config_list": [{"config": entry}]}
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
+def _config_map(model: InferenceModel) -> dict[str, Any]:
+    data = {"config.json": _json(model_server_config(model))}
+    http = model.spec.model.source.http
+    if http is not None and http.sha256:
+        data["sha256.json"] = _json(dict(sorted(http.sha256.items())))
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(model, config_name(model)),
+        "data": data,
+    }
+
+
+# --- volumes ----------------------------------------------------------------------------------
+
+
+def _model_volume(model: InferenceModel) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The volume holding the model and how the server mounts it (read-only)."""
+    source = model.spec.model.source
+    mount: dict[str, Any] = {"name": "model", "mountPath": MODEL_DIR, "readOnly": True}
+    volume: dict[str, Any]
+    if source.pvc is not None:
+        volume = {
+            "name": "model",
+            "persistentVolumeClaim": {"claimName": source.pvc.claim_name, "readOnly": True},
+        }
+        if source.pvc.sub_path:
+            mount["subPath"] = source.pvc.sub_path
+    elif source.host_path is not None:
+        volume = {"name": "model", "hostPath": {"path": source.host_path.path, "type": "Directory"}}
+    elif source.image is not None:
+        # Image volumes: beta from Kubernetes 1.33 (feature gate ImageVolume).
+        volume = {
+            "name": "model",
+            "image": {"reference": source.image.reference, "pullPolicy": "IfNotPresent"},
+        }
+        mount["subPath"] = source.image.path.lstrip("/")
+    else:
+        volume = {"name": "model", "emptyDir": {}}
+    return volume, mount
+
+
+def _fetch_container(
+    model: InferenceModel, image: str, settings: Settings, security: dict[str, Any]
+) -> dict[str, Any] | None:
+    """An init container that downloads an HTTP(S) or S3 model into the model volume."""
+    source = model.spec.model.source
+    args: list[str]
+    env: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = [
+        {"name": "model", "mountPath": MODEL_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if source.http is not None:
+        args = ["--url", source.http.url, "--dest", MODEL_DIR]
+        if source.http.sha256:
+            args += ["--sha256-file", f"{CONFIG_DIR}/sha256.json"]
+            mounts.append({"name": "config", "mountPath": CONFIG_DIR, "readOnly": True})
+    elif source.s3 is not None:
+        s3 = source.s3
+        args = ["--s3-uri", s3.uri, "--dest", MODEL_DIR]
+        if s3.endpoint:
+            args += ["--s3-endpoint", s3.endpoint]
+        if s3.region:
+            args += ["--s3-region", s3.region]
+        if not s3.verify_tls:
+            args.append("--no-verify-tls")
+        if s3.secret_ref is not None:
+            for key, optional in (
+                ("AWS_ACCESS_KEY_ID", False),
+                ("AWS_SECRET_ACCESS_KEY", False),
+                ("AWS_SESSION_TOKEN", True),
+            ):
+                ref: dict[str, Any] = {"name": s3.secret_ref.name, "key": key}
+                if optional:
+                    ref["optional"] = True
+                env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    else:
+        return None
+    container: dict[str, Any] = {
+        "name": "fetch-model",
+        "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["kubevino-fetch"],
+        "args": args,
+        "volumeMounts": mounts,
+        "securityContext": security,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if env:
+        container["env"] = env
+    return container
+
+
+def _cache_volume(model: InferenceModel) -> dict[str, Any] | None:
+    performance = model.spec.performance
+    cache = performance.model_cache if performance else None
+    if cache is None or not cache.enabled:
+        return None
+    if cache.claim_name:
+        return {"name": "model-cache", "persistentVolumeClaim": {"claimName": cache.claim_name}}
+    empty: dict[str, Any] = {}
+    if cache.size_limit is not None:
+        empty["sizeLimit"] = str(cache.size_limit)
+    return {"name": "model-cache", "emptyDir": empty}
+
+
+def _device_volumes(
+    profile: AcceleratorProfile, resolution: Resolution, settings: Settings
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    host_volumes: tuple[HostVolume, ...] = ()
+    if resolution.access_mode == "HostDevices" and profile.host_devices is not None:
+        for device in profile.host_devices.devices:
+            name = f"{profile.name}-dev-{device.relative_path.replace('/', '-')}"
+            host_path = f"{settings.device_root.rstrip('/')}/{device.relative_path}"
+            volumes.append(
+                {"name": name, "hostPath": {"path": host_path, "type": device.host_path_type}}
+            )
+            mounts.append({"name": name, "mountPath": device.container_path()})
+        host_volumes = profile.host_devices.host_volumes
+    elif resolution.access_mode == "DevicePlugin" and profile.device_plugin is not None:
+        host_volumes = profile.device_plugin.host_volumes
+    for host_volume in host_volumes:
+        path = getattr(settings, host_volume.setting)
+        volumes.append({"name": host_volume.name, "hostPath": {"path": path, "type": "Directory"}})
+        mounts.append(
+            {"name": host_volume.name, "mountPath": path, "readOnly": host_volume.read_only}
+        )
+    return volumes, mounts
+
+
+# --- pod --------------------------------------------------------------------------------------
+
+
+def _ports(model: InferenceModel) -> tuple[int, int]:
+    """(REST port, gRPC port)."""
+    service = model.spec.serving.service
+    return (service.rest_port, service.grpc_port) if service else (8000, 9000)
+
+
+def _container_security(privileged: bool) -> dict[str, Any]:
+    if privileged:
+        # The device cgroup only opens for privileged containers; the process itself stays
+        # unprivileged (non-root, no capabilities) unless the profile needs root.
+        return {"privileged": True, "readOnlyRootFilesystem": True}
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+
+
+def _pod_security(resolution: Resolution, settings: Settings) -> dict[str, Any]:
+    as_root = any(claim.profile.run_as_root for claim in resolution.claims)
+    context: dict[str, Any] = (
+        {"runAsUser": 0, "runAsGroup": 0}
+        if as_root
+        else {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "runAsGroup": settings.run_as_group,
+            "fsGroup": settings.run_as_group,
+            "fsGroupChangePolicy": "OnRootMismatch",
+        }
+    )
+    if resolution.groups:
+        context["supplementalGroups"] = list(resolution.groups)
+    context["seccompProfile"] = {"type": "RuntimeDefault"}
+    return context
+
+
+def _resources(model: InferenceModel, resolution: Resolution, settings: Settings) -> dict[str, Any]:
+    given = model.spec.serving.resources
+    limits: dict[str, Any] = dict(given.limits or {}) if given else {}
+    requests: dict[str, Any] = dict(given.requests or {}) if given else {}
+    if resolution.access_mode == "DevicePlugin":
+        for claim in resolution.device_claims:
+            resource = device_plugin_resource(claim.profile, settings)
+            # Extended resources: requests must equal limits.
+            limits[resource] = claim.count
+            requests[resource] = claim.count
+    result: dict[str, Any] = {}
+    if limits:
+        result["limits"] = dict(sorted(limits.items()))
+    if requests:
+        result["requests"] = dict(sorted(requests.items()))
+    return result
+
+
+def _node_selector(
+    model: InferenceModel, resolution: Resolution, settings: Settings
+) -> dict[str, str]:
+    chosen: dict[str, str] = {}
+    if resolution.access_mode == "HostDevices":
+        # Device plugins already steer pods to nodes that have the resource.
+        for claim in resolution.device_claims:
+            profile = claim.profile
+            chosen.update(settings.node_selectors.get(profile.name, profile.node_selector))
+    chosen.update(model.spec.serving.node_selector or {})
+    return dict(sorted(chosen.items()))
+
+
+def _device_paths(resolution: Resolution) -> str:
+    paths = [
+        device.container_path()
+        for claim in resolution.device_claims
+        if claim.profile.host_devices is not None
+        for device in claim.profile.host_devices.devices
+    ]
+    return ",".join(paths)
+
+
+def _server_args(model: InferenceModel) -> list[str]:
+    rest_port, grpc_port = _ports(model)
+    args = [
+        "--config_path",
+        f"{CONFIG_DIR}/config.json",
+        "--port",
+        str(grpc_port),
+        "--rest_port",
+        str(rest_port),
+    ]
+    if _cache_volume(model) is not None:
+        args += ["--cache_dir", CACHE_DIR]
+    return args
+
+
+def _probe(path: str, port: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _pod_template(
+    model: InferenceModel, resolution: Resolution, settings: Settings, config_hash: str
+) -> dict[str, Any]:
+    rest_port, grpc_port = _ports(model)
+    model_volume, model_mount = _model_volume(model)
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": config_name(model)}},
+        model_volume,
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        model_mount,
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    cache = _cache_volume(model)
+    if cache is not None:
+        volumes.append(cache)
+        mounts.append({"name": "model-cache", "mountPath": CACHE_DIR})
+    for claim in resolution.device_claims:
+        device_volumes, device_mounts = _device_volumes(claim.profile, resolution, settings)
+        volumes += device_volumes
+        mounts += device_mounts
+    env: list[dict[str, str]] = [
+        {"name": ACCELERATORS_ENV, "value": ",".join(resolution.accelerators)},
+        {"name": DEVICE_PATHS_ENV, "value": _device_paths(resolution)},
+    ]
+    seen_env = {entry["name"] for entry in env}
+    for claim in resolution.claims:
+        for name, value in claim.profile.env:
+            if name not in seen_env:
+                env.append({"name": name, "value": value})
+                seen_env.add(name)
+    container_security = _container_security(resolution.privileged)
+    server: dict[str, Any] = {
+        "name": "server",
+        "image": resolution.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": _server_args(model),
+        "ports": [
+            {"name": "http", "containerPort": rest_port, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": grpc_port, "protocol": "TCP"},
+        ],
+        "env": env,
+        "volumeMounts": mounts,
+        "securityContext": container_security,
+        # Compiling for a device can take minutes; liveness waits for the startup probe.
+        "startupProbe": _probe(PROBE_PATHS["live"], "http", 5, 120),
+        "livenessProbe": _probe(PROBE_PATHS["live"], "http", 10, 3),
+        "readinessProbe": _probe(PROBE_PATHS["ready"], "http", 5, 2),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    resources = _resources(model, resolution, settings)
+    if resources:
+        server["resources"] = resources
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(resolution, settings),
+        "containers": [server],
+        "volumes": volumes,
+        "terminationGracePeriodSeconds": 30,
+    }
+    fetch = _fetch_container(
+        model, settings.runtime_image, settings, _container_security(privileged=False)
+    )
+    if fetch is not None:
+        pod_spec["initContainers"] = [fetch]
+    node_selector = _node_selector(model, resolution, settings)
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    serving = model.spec.serving
+    if serving.tolerations:
+        pod_spec["tolerations"] = [t.wire() for t in serving.tolerations]
+    if serving.affinity:
+        pod_spec["affinity"] = serving.affinity
+    return {
+        "metadata": {
+            "labels": labels(model),
+            "annotations": {CONFIG_HASH_ANNOTATION: config_hash},
+        },
+        "spec": pod_spec,
+    }
+
+
+# --- workload objects -------------------------------------------------------------------------
+
+
+def _deployment(
+    model: InferenceModel, resolution: Resolution, settings: Settings, config_hash: str
+) -> dict[str, Any]:
+    serving = model.spec.serving
+    # An accelerator is usually all a node has: a surge pod would wait for the old pod's
+    # device forever, so accelerator models replace pods one at a time instead.
+    surge = 0 if resolution.device_claims else 1
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector(model)},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": surge, "maxUnavailable": 1 - surge},
+        },
+        "revisionHistoryLimit": 3,
+        "progressDeadlineSeconds": 600,
+        "template": _pod_template(model, resolution, settings, config_hash),
+    }
+    if serving.autoscaling is None:
+        spec = {"replicas": serving.replicas, **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(model, model.metadata.name),
+        "spec": spec,
+    }
+
+
+def _service(model: InferenceModel) -> dict[str, Any]:
+    service = model.spec.serving.service
+    rest_port, grpc_port = _ports(model)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(model, model.metadata.name),
+        "spec": {
+            "type": service.type if service else "ClusterIP",
+            "selector": selector(model),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": rest_port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                },
+                {
+                    "name": "grpc",
+                    "port": grpc_port,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "grpc",
+                },
+            ],
+        },
+    }
+
+
+def _autoscaler(model: InferenceModel) -> dict[str, Any] | None:
+    autoscaling = model.spec.serving.autoscaling
+    if autoscaling is None:
+        return None
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(model, model.metadata.name),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": model.metadata.name,
+            },
+            "minReplicas": autoscaling.min_replicas,
+            "maxReplicas": autoscaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": autoscaling.target_cpu_utilization,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _disruption_budget(model: InferenceModel) -> dict[str, Any] | None:
+    serving = model.spec.serving
+    if serving.autoscaling is None and serving.replicas < 2:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(model, model.metadata.name),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(model)}},
+    }
+
+
+def endpoints(model: InferenceModel, settings: Settings) -> dict[str, str]:
+    rest_port, grpc_port = _ports(model)
+    host = f"{model.metadata.name}.{model.metadata.namespace}.svc.{settings.cluster_domain}"
+    return {"rest": f"http://{host}:{rest_port}", "grpc": f"{host}:{grpc_port}"}
+
+
+def render(model: InferenceModel, settings: Settings) -> Rendered | Refusal:
+    """Everything that serves ``model`` under ``settings``, or why it cannot be served."""
+    try:
+        resolution = resolve(model, settings)
+    except RefusedError as refused:
+        return refused.refusal
+    config_map = _config_map(model)
+    config_hash = hashlib.sha256(
+        json.dumps(config_map["data"], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    deployment = _deployment(model, resolution, settings, config_hash)
+    optional = [_autoscaler(model), _disruption_budget(model)]
+    objects = (
+        config_map,
+        deployment,
+        _service(model),
+        *(obj for obj in optional if obj is not None),
+    )
+    return Rendered(
+        objects=objects,
+        resolution=resolution,
+        pod_security_level=pod_security_level(deployment["spec"]["template"]["spec"]),
+        endpoints=endpoints(model, settings),
+        selector=selector(model),
+    )

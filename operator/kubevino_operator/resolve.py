@@ -1,0 +1,260 @@
+"""From a spec and the settings to the decisions a pod is built from — or a refusal.
+
+A refusal is not an error of the program: it is the answer "this cannot run as asked here", with
+a stable CamelCase reason and a message that says what to change. The operator shows it as a
+condition and an Event; ``kubevino render`` prints it and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from kubevino_operator.api import AcceleratorName, AccessMode, InferenceModel
+from kubevino_operator.devices import Target, parse_target
+from kubevino_operator.profiles import (
+    DEFAULT_PROFILE_FOR_FAMILY,
+    PROFILES,
+    AcceleratorProfile,
+    ImageVariant,
+    profiles_for_family,
+)
+from kubevino_operator.settings import Settings
+
+Runtime = Literal["Kubevino", "ModelServer"]
+_VARIANT_ORDER: tuple[ImageVariant, ...] = ("cpu", "gpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    message: str
+
+
+class RefusedError(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(f"{refusal.reason}: {refusal.message}")
+        self.refusal = refusal
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One accelerator the pod needs, and how many of its devices."""
+
+    profile: AcceleratorProfile
+    count: int
+
+
+@dataclass(frozen=True)
+class Resolution:
+    target: Target
+    claims: tuple[Claim, ...]
+    access_mode: AccessMode
+    runtime: Runtime
+    image: str
+    groups: tuple[int, ...]
+    privileged: bool
+
+    @property
+    def accelerators(self) -> tuple[AcceleratorName, ...]:
+        return tuple(claim.profile.name for claim in self.claims)
+
+    @property
+    def device_claims(self) -> tuple[Claim, ...]:
+        return tuple(claim for claim in self.claims if claim.profile.needs_device_access())
+
+
+def _refuse(reason: str, message: str) -> RefusedError:
+    return RefusedError(Refusal(reason, message))
+
+
+def _open_auto_profiles(
+    target: Target, listed: list[AcceleratorName] | None, settings: Settings
+) -> list[AcceleratorProfile]:
+    names = listed or settings.default_accelerators
+    chosen = [PROFILES[name] for name in names]
+    kept = [p for p in chosen if not set(p.families) & target.exclusions]
+    if not kept:
+        raise _refuse(
+            "NoAccelerator",
+            f"{target} leaves no accelerator to run on: it excludes "
+            f"{', '.join(sorted(target.exclusions))} and the accelerators in use are "
+            f"{', '.join(names)}; list others in spec.device.accelerators",
+        )
+    return kept
+
+
+def _named_profiles(
+    target: Target, listed: list[AcceleratorName] | None
+) -> list[AcceleratorProfile]:
+    listed_set = set(listed or ())
+    chosen: list[AcceleratorProfile] = []
+    for family in target.families():
+        serving = profiles_for_family(family)
+        if not serving:
+            known = ", ".join(sorted(DEFAULT_PROFILE_FOR_FAMILY))
+            raise _refuse(
+                "UnknownDevice",
+                f"no accelerator profile serves OpenVINO device {family} (target {target}); "
+                f"kubevino knows {known}",
+            )
+        picked = [p for p in serving if p.name in listed_set]
+        if len(picked) > 1:
+            raise _refuse(
+                "AmbiguousAccelerator",
+                f"spec.device.accelerators lists {', '.join(p.name for p in picked)}, which all "
+                f"serve {family}; keep one",
+            )
+        chosen.append(picked[0] if picked else PROFILES[DEFAULT_PROFILE_FOR_FAMILY[family]])
+    unused = listed_set - {p.name for p in chosen}
+    if unused:
+        raise _refuse(
+            "UnusedAccelerator",
+            f"spec.device.accelerators lists {', '.join(sorted(unused))}, which target "
+            f"{target} does not use; remove it or add its device to the target",
+        )
+    return chosen
+
+
+def _device_count(target: Target, profile: AcceleratorProfile, asked: int | None) -> int:
+    if asked is not None:
+        return asked
+    needed = 1
+    for family in profile.families:
+        instances = target.instances(family)
+        needed = max(needed, len(instances))
+        # GPU.1 is the second GPU the process sees: two must be visible.
+        needed = max(needed, *(int(i) + 1 for i in instances if i.isdigit()), 1)
+    return needed
+
+
+def _runtime(model: InferenceModel, profiles: list[AcceleratorProfile]) -> Runtime:
+    needs_model_server = [p.name for p in profiles if p.runtime == "ModelServer"]
+    asked = model.spec.serving.runtime
+    if asked == "Kubevino" and needs_model_server:
+        raise _refuse(
+            "RuntimeUnsupported",
+            f"{', '.join(needs_model_server)} cannot run on the kubevino runtime (current "
+            "OpenVINO has no plugin for it): set serving.runtime to ModelServer or Auto",
+        )
+    if asked == "ModelServer" or needs_model_server:
+        return "ModelServer"
+    return "Kubevino"
+
+
+def _image(
+    model: InferenceModel, runtime: Runtime, profiles: list[AcceleratorProfile], settings: Settings
+) -> str:
+    if model.spec.serving.image:
+        return model.spec.serving.image
+    variant = max((p.image_variant for p in profiles), key=_VARIANT_ORDER.index, default="cpu")
+    if runtime == "Kubevino":
+        if variant == "cuda":
+            raise _refuse("RuntimeUnsupported", "NVIDIA targets need the ModelServer runtime")
+        return settings.runtime_gpu_image if variant == "gpu" else settings.runtime_image
+    return {
+        "cpu": settings.model_server_image,
+        "gpu": settings.model_server_gpu_image,
+        "cuda": settings.model_server_cuda_image,
+    }[variant]
+
+
+def _check_access(profile: AcceleratorProfile, mode: AccessMode, settings: Settings) -> bool:
+    """Whether this profile makes the container privileged in this mode (or refuse)."""
+    if mode == "DevicePlugin":
+        if profile.device_plugin is None:
+            raise _refuse(
+                "AccessModeUnsupported",
+                f"{profile.name} has no device plugin route; set spec.device.accessMode to "
+                "HostDevices (and allowPrivileged in the operator settings)",
+            )
+        return False
+    if profile.host_devices is None:
+        plugin = profile.device_plugin.resource if profile.device_plugin else "a device plugin"
+        raise _refuse(
+            "AccessModeUnsupported",
+            f"{profile.name} is reachable only through its device plugin ({plugin}); set "
+            "spec.device.accessMode to DevicePlugin",
+        )
+    if not settings.allow_privileged:
+        rules = ", ".join(f"'{rule}'" for rule in profile.host_devices.cgroup_rules)
+        plugin = ""
+        if profile.device_plugin is not None:
+            resource = device_plugin_resource(profile, settings)
+            plugin = (
+                f"install the device plugin that advertises {resource} and set "
+                "spec.device.accessMode to DevicePlugin, or "
+            )
+        raise _refuse(
+            "PrivilegeNotAllowed",
+            f"{profile.name} with HostDevices needs a privileged container (Kubernetes has no "
+            f"--device-cgroup-rule; docker would grant {rules}): {plugin}set allowPrivileged: "
+            "true in the operator settings",
+        )
+    return True
+
+
+def device_plugin_resource(profile: AcceleratorProfile, settings: Settings) -> str:
+    """The extended resource a DevicePlugin pod requests for this profile."""
+    override = settings.device_plugin_resources.get(profile.name)
+    if override:
+        return override
+    assert profile.device_plugin is not None
+    return profile.device_plugin.resource
+
+
+def _groups(
+    model: InferenceModel, profiles: list[AcceleratorProfile], settings: Settings
+) -> tuple[int, ...]:
+    roles = {role for profile in profiles for role in profile.groups}
+    gids: set[int] = set()
+    if "usb" in roles:
+        gids.add(settings.usb_group_id)
+    if "render" in roles:
+        wanted = model.spec.serving.node_selector or {}
+        pools = settings.render_group_ids_by_pool
+        matching = {p.gid for p in pools if p.node_selector.items() <= wanted.items()}
+        if matching:
+            gids |= matching
+        else:
+            everywhere = {p.gid for p in pools}
+            if settings.render_group_id is not None:
+                everywhere.add(settings.render_group_id)
+            if not everywhere:
+                users = ", ".join(p.name for p in profiles if "render" in p.groups)
+                raise _refuse(
+                    "RenderGroupUnknown",
+                    f"{users} need the node's render group, and the operator settings name "
+                    "none: set renderGroupId (run `stat -c %g /dev/dri/renderD128` on a GPU "
+                    "node; it differs between distros) or renderGroupIdsByPool",
+                )
+            gids |= everywhere
+    return tuple(sorted(gids))
+
+
+def resolve(model: InferenceModel, settings: Settings) -> Resolution:
+    """Decide accelerators, counts, access, runtime, image, groups; raise RefusedError."""
+    device = model.spec.device
+    target = parse_target(device.target_device)
+    if target.is_open_auto:
+        profiles = _open_auto_profiles(target, device.accelerators, settings)
+    else:
+        profiles = _named_profiles(target, device.accelerators)
+    mode: AccessMode = device.access_mode or settings.default_access_mode
+    privileged = False
+    for profile in profiles:
+        if profile.needs_device_access():
+            privileged = _check_access(profile, mode, settings) or privileged
+    runtime = _runtime(model, profiles)
+    claims = tuple(
+        Claim(profile, _device_count(target, profile, device.count)) for profile in profiles
+    )
+    return Resolution(
+        target=target,
+        claims=claims,
+        access_mode=mode,
+        runtime=runtime,
+        image=_image(model, runtime, profiles, settings),
+        groups=_groups(model, profiles, settings),
+        privileged=privileged,
+    )
