@@ -8,6 +8,7 @@ from typing import Any
 
 import celpy
 import pytest
+from celpy.adapter import json_to_cel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -107,7 +108,9 @@ def test_garbage_is_refused_naming_the_token_and_position(
 # --- property-based ---------------------------------------------------------------------------
 
 families = st.sampled_from(["CPU", "GPU", "NPU", "MYRIAD", "HDDL", "FPGA_X", "VPUX"])
-instances = st.none() | st.from_regex(r"[A-Za-z0-9]{1,3}([._-][A-Za-z0-9]{1,3}){0,2}", fullmatch=True)
+instances = st.none() | st.from_regex(
+    r"[A-Za-z0-9]{1,3}([._-][A-Za-z0-9]{1,3}){0,2}", fullmatch=True
+)
 counts = st.integers(min_value=1, max_value=9999)
 
 
@@ -180,7 +183,7 @@ _CEL_RULES = [
 
 
 def _cel_accepts(text: str) -> bool:
-    activation: dict[str, Any] = {"self": celpy.json_to_cel(text)}
+    activation: dict[str, Any] = {"self": json_to_cel(text)}
     return all(bool(rule.evaluate(activation)) for rule in _CEL_RULES)
 
 

@@ -6,6 +6,7 @@ equivalent of each one.
 
 from __future__ import annotations
 
+from kubevino_operator.api import AcceleratorName
 from kubevino_operator.profiles import PROFILES
 from tests.unit.builders import (
     find,
@@ -22,6 +23,12 @@ from tests.unit.builders import (
 PRIVILEGE_ALLOWED = settings(allowPrivileged=True, renderGroupId=110)
 
 
+def _cgroup_rules(name: AcceleratorName) -> list[str]:
+    host_devices = PROFILES[name].host_devices
+    assert host_devices is not None
+    return [str(rule) for rule in host_devices.cgroup_rules]
+
+
 def test_ncs2_secure_recipe() -> None:
     """docker run -u 0 --device-cgroup-rule='c 189:* rmw' -v /dev/bus/usb:/dev/bus/usb
     openvino/model_server --target_device MYRIAD"""
@@ -33,7 +40,7 @@ def test_ncs2_secure_recipe() -> None:
     assert usb["volume"]["hostPath"] == {"path": "/dev/bus/usb", "type": "Directory"}
     # --device-cgroup-rule='c 189:* rmw': Kubernetes grants a device cgroup only to privileged
     # containers; the profile records the exact rule the privilege stands in for.
-    assert [str(rule) for rule in PROFILES["ncs2"].host_devices.cgroup_rules] == ["c 189:* rwm"]
+    assert _cgroup_rules("ncs2") == ["c 189:* rwm"]
     assert server(result)["securityContext"]["privileged"] is True
     # -u 0 is not needed: the process stays non-root in the group the udev rule gives the stick.
     assert pod_spec(result)["securityContext"]["runAsNonRoot"] is True
@@ -119,9 +126,7 @@ def test_intel_gpu_recipe_with_host_devices() -> None:
     assert dri["volume"]["hostPath"] == {"path": "/dev/dri", "type": "Directory"}
     assert server(result)["securityContext"]["privileged"] is True
     assert pod_spec(result)["nodeSelector"] == {"intel.feature.node.kubernetes.io/gpu": "true"}
-    assert [str(rule) for rule in PROFILES["intel-gpu"].host_devices.cgroup_rules] == [
-        "c 226:* rwm"
-    ]
+    assert _cgroup_rules("intel-gpu") == ["c 226:* rwm"]
 
 
 def test_intel_gpu_recipe_with_explicit_user_and_render_group() -> None:

@@ -1,0 +1,71 @@
+"""The bundled model: a small image classifier built reproducibly with OpenVINO's graph API.
+
+Shaped like ResNet's interface (``input`` 1x3x224x224 FP32 → ``probabilities`` 1x1000) and
+heavy enough (≈0.5 GMAC) that benchmarks measure serving, not noise. Weights come from a fixed
+seed, so every build gives byte-identical IR files. Nothing is downloaded.
+
+``kubevino-demo-model DIR`` writes ``DIR/1/model.xml`` and ``model.bin``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "probabilities"
+INPUT_SHAPE = (1, 3, 224, 224)
+CLASSES = 1000
+_LAYERS = ((3, 32, 2), (32, 64, 2), (64, 128, 1), (128, 256, 2))  # in, out, stride
+
+
+def build_model(seed: int = 20261123) -> ov.Model:
+    rng = np.random.default_rng(seed)
+    image = ops.parameter(list(INPUT_SHAPE), np.float32, name=INPUT_NAME)
+    node = image.output(0)
+    for channels_in, channels_out, stride in _LAYERS:
+        scale = np.sqrt(2.0 / (channels_in * 9))
+        weights = (rng.standard_normal((channels_out, channels_in, 3, 3)) * scale).astype(
+            np.float32
+        )
+        conv = ops.convolution(
+            node, ops.constant(weights), [stride, stride], [1, 1], [1, 1], [1, 1]
+        )
+        node = ops.relu(conv).output(0)
+    pooled = ops.reduce_mean(node, ops.constant(np.array([2, 3], dtype=np.int64)), keep_dims=False)
+    dense = (rng.standard_normal((_LAYERS[-1][1], CLASSES)) * 0.05).astype(np.float32)
+    logits = ops.matmul(pooled, ops.constant(dense), False, False)
+    probabilities = ops.softmax(logits, 1)
+    probabilities.output(0).set_names({OUTPUT_NAME})
+    return ov.Model([probabilities], [image], "kubevino-demo-classifier")
+
+
+def write_model(directory: Path, version: int = 1) -> Path:
+    """Write the model as ``directory/<version>/model.xml`` (+ .bin); return the .xml path."""
+    target = directory / str(version) / "model.xml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(build_model(), str(target), compress_to_fp16=False)
+    return target
+
+
+def sample_input(seed: int = 7) -> np.ndarray:
+    return np.random.default_rng(seed).random(INPUT_SHAPE, dtype=np.float32)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kubevino-demo-model", description=__doc__)
+    parser.add_argument("directory", type=Path, help="model base path to create")
+    parser.add_argument("--version", type=int, default=1)
+    args = parser.parse_args(argv)
+    print(write_model(args.directory, args.version))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

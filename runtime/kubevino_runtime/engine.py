@@ -1,0 +1,262 @@
+"""Compile a model version with OpenVINO and run it without ever blocking the event loop.
+
+Each version owns a pool of infer requests (the compiled model's optimal number unless nireq is
+set). A request takes an idle infer request from an asyncio queue, starts it asynchronously and
+awaits a future that OpenVINO's completion callback resolves from its own thread. At most
+``max_queue`` requests wait for an idle infer request; the next one is refused as overloaded,
+so memory stays bounded under any load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import openvino as ov
+
+from kubevino_operator.devices import TargetDeviceError, parse_target
+from kubevino_runtime.errors import ErrorKind, ServingError, invalid
+from kubevino_runtime.repository import ModelConfig
+from kubevino_runtime.tensors import NUMPY_TO_KSERVE
+
+# Plugins that left OpenVINO after 2022.3 (or never were in the wheel).
+MODEL_SERVER_ONLY = {
+    "MYRIAD": "the MYRIAD plugin left OpenVINO after 2022.3",
+    "HDDL": "the HDDL plugin left OpenVINO after 2022.3",
+    "NVIDIA": "the NVIDIA plugin is only in openvino_contrib builds",
+}
+
+
+class UnsupportedDeviceError(RuntimeError):
+    """The installed OpenVINO cannot drive the target: the server must not start."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    element_type: np.dtype[Any]
+    shape: tuple[int, ...]  # -1 for a dynamic dimension
+
+    def accepts(self, shape: tuple[int, ...]) -> bool:
+        return len(shape) == len(self.shape) and all(
+            want in (-1, got) for want, got in zip(self.shape, shape, strict=True)
+        )
+
+
+def check_target_supported(target_device: str) -> None:
+    try:
+        target = parse_target(target_device)
+    except TargetDeviceError as error:
+        raise UnsupportedDeviceError(str(error)) from None
+    for family in target.families():
+        if family in MODEL_SERVER_ONLY:
+            raise UnsupportedDeviceError(
+                f"target_device {target_device} needs {family}, but {MODEL_SERVER_ONLY[family]}; "
+                f"serve it with the stock OpenVINO Model Server 2022.3 image instead "
+                f"(InferenceModel spec.serving.runtime: ModelServer)"
+            )
+
+
+def _tensor_info(port: Any) -> TensorInfo:
+    partial = port.get_partial_shape()
+    shape = tuple(-1 if dim.is_dynamic else dim.get_length() for dim in partial)
+    element = np.dtype(port.get_element_type().to_dtype())
+    return TensorInfo(port.get_any_name(), element, shape)
+
+
+def _reshape(model: ov.Model, config: ModelConfig) -> None:
+    if isinstance(config.shape, dict):
+        model.reshape(
+            {
+                name: ov.PartialShape(value)
+                for name, value in config.shape.items()
+                if value != "auto"
+            }
+        )
+    elif config.shape and config.shape != "auto":
+        model.reshape(ov.PartialShape(config.shape))
+    if config.batch_size and config.batch_size != "auto":
+        ov.set_batch(model, int(config.batch_size))
+
+
+def _properties(config: ModelConfig, cache_dir: str | None) -> dict[str, Any]:
+    properties: dict[str, Any] = {key: str(value) for key, value in config.plugin_config.items()}
+    if cache_dir:
+        properties["CACHE_DIR"] = cache_dir
+    return properties
+
+
+class LoadedVersion:
+    """One compiled model version and its infer-request pool."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        version: int,
+        compiled: ov.CompiledModel,
+        nireq: int,
+        max_queue: int,
+        observe_inference: Callable[[float], None] | None = None,
+        observe_wait: Callable[[float], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.version = version
+        self.compiled = compiled
+        self.inputs = [_tensor_info(port) for port in compiled.inputs]
+        self.outputs = [_tensor_info(port) for port in compiled.outputs]
+        self.input_by_name = {info.name: info for info in self.inputs}
+        self.nireq = nireq
+        self.max_queue = max_queue
+        self.execution_devices = _property(compiled, "EXECUTION_DEVICES", [])
+        self.optimal_nireq = int(_property(compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1))
+        self.streams = int(_property(compiled, "NUM_STREAMS", 0) or 0)
+        self._requests = [compiled.create_infer_request() for _ in range(nireq)]
+        self._idle: asyncio.Queue[ov.InferRequest] = asyncio.Queue()
+        for request in self._requests:
+            self._idle.put_nowait(request)
+        self._waiting = 0
+        self.in_flight = 0
+        self.active = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._observe_inference = observe_inference
+        self._observe_wait = observe_wait
+
+    @property
+    def queue_depth(self) -> int:
+        return self._waiting
+
+    def validate(self, inputs: dict[str, npt.NDArray[Any]]) -> None:
+        missing = sorted(set(self.input_by_name) - set(inputs))
+        unknown = sorted(set(inputs) - set(self.input_by_name))
+        if unknown:
+            raise invalid(
+                f"model {self.name} has no input {', '.join(unknown)}; its inputs are "
+                f"{', '.join(self.input_by_name)}"
+            )
+        if missing:
+            raise invalid(f"model {self.name} needs input {', '.join(missing)}")
+        for name, array in inputs.items():
+            info = self.input_by_name[name]
+            if array.dtype != info.element_type:
+                raise invalid(
+                    f"input {name} of model {self.name} expects {_kind(info.element_type)}, "
+                    f"got {_kind(array.dtype)}"
+                )
+            if not info.accepts(tuple(array.shape)):
+                raise invalid(
+                    f"input {name} of model {self.name} expects shape {list(info.shape)}, "
+                    f"got {list(array.shape)}"
+                )
+
+    async def infer(self, inputs: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+        """Run one inference; the caller has validated ``inputs``."""
+        if self._idle.empty() and self._waiting >= self.max_queue:
+            raise ServingError(
+                ErrorKind.OVERLOADED,
+                f"model {self.name} version {self.version} is overloaded ({self.nireq} running, "
+                f"{self._waiting} queued); retry later",
+            )
+        self.in_flight += 1
+        self._drained.clear()
+        self._waiting += 1
+        queued = time.perf_counter()
+        try:
+            request = await self._idle.get()
+        finally:
+            self._waiting -= 1
+        if self._observe_wait is not None:
+            self._observe_wait(time.perf_counter() - queued)
+        self.active += 1
+        try:
+            return await self._run(request, inputs)
+        finally:
+            self.active -= 1
+            self._idle.put_nowait(request)
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._drained.set()
+
+    async def _run(
+        self, request: ov.InferRequest, inputs: dict[str, npt.NDArray[Any]]
+    ) -> dict[str, npt.NDArray[Any]]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[dict[str, npt.NDArray[Any]]] = loop.create_future()
+        started = time.perf_counter()
+
+        def finished(_: Any) -> None:
+            # OpenVINO's thread: copy the outputs out before the request is reused.
+            try:
+                result: dict[str, npt.NDArray[Any]] | BaseException = {
+                    info.name: request.get_output_tensor(index).data.copy()
+                    for index, info in enumerate(self.outputs)
+                }
+            except Exception as error:
+                result = error
+            loop.call_soon_threadsafe(_resolve, done, result)
+
+        request.set_callback(finished, None)
+        try:
+            request.start_async(inputs, share_inputs=True)
+        except RuntimeError as error:
+            raise ServingError(ErrorKind.INTERNAL, f"inference failed to start: {error}") from None
+        try:
+            result = await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # The client went away: the infer request still runs; wait for it before reuse.
+            await asyncio.wait([done])
+            raise
+        if self._observe_inference is not None:
+            self._observe_inference(time.perf_counter() - started)
+        return result
+
+    async def drained(self) -> None:
+        await self._drained.wait()
+
+
+def _resolve(
+    future: asyncio.Future[dict[str, npt.NDArray[Any]]],
+    result: dict[str, npt.NDArray[Any]] | BaseException,
+) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(ServingError(ErrorKind.INTERNAL, f"inference failed: {result}"))
+    else:
+        future.set_result(result)
+
+
+def _kind(dtype: np.dtype[Any]) -> str:
+    return NUMPY_TO_KSERVE.get(dtype, str(dtype))
+
+
+def _property(compiled: ov.CompiledModel, name: str, default: Any) -> Any:
+    try:
+        return compiled.get_property(name)
+    except RuntimeError:
+        return default
+
+
+@dataclass(frozen=True)
+class Compiled:
+    compiled: ov.CompiledModel
+    nireq: int
+
+
+def compile_version(
+    core: ov.Core, config: ModelConfig, model_file: Path, cache_dir: str | None
+) -> Compiled:
+    """Read, reshape and compile one version (blocking: run it in a worker thread)."""
+    check_target_supported(config.target_device)
+    model = core.read_model(str(model_file))
+    _reshape(model, config)
+    compiled = core.compile_model(model, config.target_device, _properties(config, cache_dir))
+    optimal = int(_property(compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1))
+    return Compiled(compiled, config.nireq or max(1, optimal))

@@ -1,0 +1,224 @@
+"""The set of served model versions: loads, hot-reloads and retires them.
+
+A refresh compares what the repository and config hold with what is loaded: new versions are
+compiled in a worker thread, a version whose config changed is recompiled and swapped in, and a
+version that is no longer wanted stops taking requests at once but is released only after its
+in-flight requests finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import openvino as ov
+from prometheus_client import Histogram
+
+from kubevino_runtime.engine import LoadedVersion, compile_version
+from kubevino_runtime.errors import ErrorKind, ServingError, not_found
+from kubevino_runtime.metrics import Metrics
+from kubevino_runtime.repository import ModelConfig, discover_versions, select_versions
+
+log = logging.getLogger("kubevino.models")
+
+
+@dataclass
+class VersionStatus:
+    state: str  # LOADING, AVAILABLE, LOADING_FAILED, UNLOADING, END (Model Server's states)
+    error: str = ""
+
+
+@dataclass
+class ServedModel:
+    config: ModelConfig
+    loaded: dict[int, LoadedVersion] = field(default_factory=dict)
+    status: dict[int, VersionStatus] = field(default_factory=dict)
+    wanted: set[int] = field(default_factory=set)
+
+
+class ModelRegistry:
+    def __init__(
+        self, core: ov.Core, metrics: Metrics, cache_dir: str | None, max_queue: int
+    ) -> None:
+        self.core = core
+        self.metrics = metrics
+        self.cache_dir = cache_dir
+        self.max_queue = max_queue
+        self.models: dict[str, ServedModel] = {}
+        self.refreshed_once = False
+        self.shutting_down = False
+        self._refresh_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._failed_files: dict[tuple[str, int], tuple[ModelConfig, float]] = {}
+
+    # --- lookups ---------------------------------------------------------------------------
+
+    def model(self, name: str) -> ServedModel:
+        served = self.models.get(name)
+        if served is None:
+            raise not_found(f"model {name} is not served here")
+        return served
+
+    def get(self, name: str, version: str | int | None) -> LoadedVersion:
+        served = self.model(name)
+        if version in (None, "", 0, "0"):
+            if not served.loaded:
+                raise ServingError(ErrorKind.UNAVAILABLE, f"model {name} has no loaded version yet")
+            return served.loaded[max(served.loaded)]
+        try:
+            number = int(version)
+        except ValueError:
+            raise ServingError(
+                ErrorKind.INVALID, f"model version must be a positive integer, got {version!r}"
+            ) from None
+        loaded = served.loaded.get(number)
+        if loaded is not None:
+            return loaded
+        status = served.status.get(number)
+        if status is not None and status.state == "LOADING":
+            raise ServingError(ErrorKind.UNAVAILABLE, f"model {name} version {number} is loading")
+        raise not_found(f"model {name} has no version {number}")
+
+    def ready(self) -> bool:
+        if self.shutting_down or not self.refreshed_once or not self.models:
+            return False
+        return all(
+            served.wanted and served.wanted <= set(served.loaded) for served in self.models.values()
+        )
+
+    def not_ready_reasons(self) -> list[str]:
+        reasons = []
+        for name, served in sorted(self.models.items()):
+            if not served.wanted:
+                reasons.append(f"model {name}: no version found in {served.config.base_path}")
+            for number in sorted(served.wanted - set(served.loaded)):
+                status = served.status.get(number, VersionStatus("LOADING"))
+                detail = f": {status.error}" if status.error else ""
+                reasons.append(f"model {name} version {number}: {status.state}{detail}")
+        return reasons
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def set_configs(self, configs: list[ModelConfig]) -> None:
+        wanted = {config.name: config for config in configs}
+        for name in list(self.models):
+            if name not in wanted:
+                served = self.models.pop(name)
+                for number in list(served.loaded):
+                    self._retire(served, number)
+        for name, config in wanted.items():
+            if name in self.models:
+                self.models[name].config = config
+            else:
+                self.models[name] = ServedModel(config)
+
+    async def refresh(self) -> None:
+        async with self._refresh_lock:
+            for served in list(self.models.values()):
+                await self._refresh_model(served)
+            self.refreshed_once = True
+
+    async def _refresh_model(self, served: ServedModel) -> None:
+        config = served.config
+        available = await asyncio.to_thread(discover_versions, Path(config.base_path))
+        served.wanted = select_versions(set(available), config.version_policy)
+        for number in sorted(set(served.loaded) - served.wanted):
+            log.info("model %s version %d is no longer wanted: unloading", config.name, number)
+            self._retire(served, number)
+        for number in sorted(served.wanted):
+            loaded = served.loaded.get(number)
+            if loaded is not None and loaded.config == config:
+                continue
+            model_file = available[number]
+            key = (config.name, number)
+            stamp = _stamp(model_file if model_file.is_dir() else model_file.parent)
+            if self._failed_files.get(key) == (config, stamp):
+                continue  # same files, same config: do not retry a failed load in a loop
+            served.status[number] = VersionStatus("LOADING")
+            try:
+                compiled = await asyncio.to_thread(
+                    compile_version, self.core, config, model_file, self.cache_dir
+                )
+            except Exception as error:
+                message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+                log.error("model %s version %d failed to load: %s", config.name, number, message)
+                served.status[number] = VersionStatus("LOADING_FAILED", message)
+                self._failed_files[key] = (config, stamp)
+                continue
+            self._failed_files.pop(key, None)
+            if served.config != config or self.models.get(config.name) is not served:
+                continue  # reconfigured while compiling: the next refresh loads the new config
+            version = LoadedVersion(
+                config,
+                number,
+                compiled.compiled,
+                compiled.nireq,
+                self.max_queue,
+                observe_inference=self._observer(
+                    self.metrics.inference_time_us, config.name, number
+                ),
+                observe_wait=self._observer(
+                    self.metrics.wait_for_infer_req_time_us, config.name, number
+                ),
+            )
+            if loaded is not None:
+                self._retire(served, number)
+            served.loaded[number] = version
+            served.status[number] = VersionStatus("AVAILABLE")
+            log.info(
+                "model %s version %d AVAILABLE on %s (target %s, %d infer requests, optimal %d)",
+                config.name,
+                number,
+                ",".join(version.execution_devices) or "?",
+                config.target_device,
+                version.nireq,
+                version.optimal_nireq,
+            )
+
+    @staticmethod
+    def _observer(family: Histogram, name: str, version: int) -> Callable[[float], None]:
+        histogram = family.labels(name, str(version))
+
+        def observe(seconds: float) -> None:
+            histogram.observe(seconds * 1e6)
+
+        return observe
+
+    def _retire(self, served: ServedModel, number: int) -> None:
+        version = served.loaded.pop(number, None)
+        if version is None:
+            return
+        served.status[number] = VersionStatus("UNLOADING")
+
+        async def release() -> None:
+            await version.drained()
+            if served.status.get(number, VersionStatus("")).state == "UNLOADING":
+                served.status[number] = VersionStatus("END")
+            log.info("model %s version %d released", version.name, number)
+
+        task = asyncio.get_running_loop().create_task(release())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def drain(self) -> None:
+        """Wait until no request is in flight anywhere (loaded or retiring)."""
+        for served in list(self.models.values()):
+            for version in list(served.loaded.values()):
+                await version.drained()
+        if self._retiring:
+            await asyncio.gather(*self._retiring)
+
+    def loaded_versions(self) -> list[LoadedVersion]:
+        return [version for served in self.models.values() for version in served.loaded.values()]
+
+
+def _stamp(directory: Path) -> float:
+    """Newest modification time under a version directory: changes when any file changes."""
+    try:
+        files = [directory, *directory.rglob("*")]
+        return max(file.stat().st_mtime for file in files)
+    except OSError:
+        return 0.0

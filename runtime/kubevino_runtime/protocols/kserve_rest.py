@@ -1,0 +1,188 @@
+"""KServe v2 REST, with the binary tensor data extension (what tritonclient.http speaks)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from aiohttp import web
+
+from kubevino_runtime.dataplane import DataPlane
+from kubevino_runtime.errors import ServingError, invalid
+from kubevino_runtime.protocols.http_common import read_body
+from kubevino_runtime.tensors import (
+    BINARY_HEADER,
+    from_json_data,
+    from_raw,
+    json_ready,
+    kserve_datatype,
+    numpy_dtype,
+    split_binary_body,
+)
+
+API = "KServe"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(error: ServingError) -> web.Response:
+    return web.json_response({"error": error.message}, status=error.http_status)
+
+
+def _handled(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ServingError as error:
+            return error_response(error)
+
+    return wrapped
+
+
+def _decode_inputs(header: dict[str, Any], payload: memoryview) -> dict[str, npt.NDArray[Any]]:
+    raw_inputs = header.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise invalid("request needs a non-empty 'inputs' array")
+    inputs: dict[str, npt.NDArray[Any]] = {}
+    offset = 0
+    for index, item in enumerate(raw_inputs):
+        if not isinstance(item, dict):
+            raise invalid(f"inputs[{index}] must be an object")
+        name, shape, datatype = item.get("name"), item.get("shape"), item.get("datatype")
+        if not isinstance(name, str):
+            raise invalid(f"inputs[{index}] needs a 'name'")
+        if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
+            raise invalid(f"input {name}: 'shape' must be a list of integers")
+        if not isinstance(datatype, str):
+            raise invalid(f"input {name}: 'datatype' is required")
+        if name in inputs:
+            raise invalid(f"input {name} is given twice")
+        dtype = numpy_dtype(datatype, name)
+        size = (item.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(payload):
+                raise invalid(
+                    f"input {name}: binary_data_size {size} runs past the {len(payload)} "
+                    "bytes after the JSON header"
+                )
+            inputs[name] = from_raw(bytes(payload[offset : offset + size]), shape, dtype, name)
+            offset += size
+        elif "data" in item:
+            inputs[name] = from_json_data(item["data"], shape, dtype, name)
+        else:
+            raise invalid(f"input {name} has neither 'data' nor binary_data_size")
+    if offset != len(payload):
+        raise invalid(f"{len(payload) - offset} bytes after the inputs belong to no input")
+    return inputs
+
+
+def _wanted_outputs(header: dict[str, Any], available: list[str]) -> list[tuple[str, bool]]:
+    default_binary = bool((header.get("parameters") or {}).get("binary_data_output", False))
+    requested = header.get("outputs")
+    if not requested:
+        return [(name, default_binary) for name in available]
+    wanted = []
+    for item in requested:
+        name = item.get("name") if isinstance(item, dict) else None
+        if name not in available:
+            raise invalid(f"model has no output {name!r}; its outputs are {', '.join(available)}")
+        binary = (item.get("parameters") or {}).get("binary_data", default_binary)
+        wanted.append((name, bool(binary)))
+    return wanted
+
+
+def _encode_outputs(
+    wanted: list[tuple[str, bool]], outputs: dict[str, npt.NDArray[Any]]
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    described: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name, binary in wanted:
+        array = np.ascontiguousarray(outputs[name])
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": kserve_datatype(array.dtype),
+            "shape": list(array.shape),
+        }
+        if binary:
+            chunk = array.tobytes()
+            entry["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        else:
+            entry["data"] = json_ready(array)
+        described.append(entry)
+    return described, chunks
+
+
+class KServeRest:
+    def __init__(self, plane: DataPlane, max_body: int) -> None:
+        self.plane = plane
+        self.max_body = max_body
+
+    def routes(self) -> list[web.RouteDef]:
+        model = "/v2/models/{name}"
+        versioned = "/v2/models/{name}/versions/{version}"
+        return [
+            web.get("/v2", _handled(self.server_metadata)),
+            web.get("/v2/health/live", _handled(self.live)),
+            web.get("/v2/health/ready", _handled(self.ready)),
+            web.get(model, _handled(self.model_metadata)),
+            web.get(versioned, _handled(self.model_metadata)),
+            web.get(model + "/ready", _handled(self.model_ready)),
+            web.get(versioned + "/ready", _handled(self.model_ready)),
+            web.post(model + "/infer", _handled(self.infer)),
+            web.post(versioned + "/infer", _handled(self.infer)),
+        ]
+
+    async def server_metadata(self, request: web.Request) -> web.Response:
+        return web.json_response(self.plane.server_metadata())
+
+    async def live(self, request: web.Request) -> web.Response:
+        return web.json_response({"live": True})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        if self.plane.ready():
+            return web.json_response({"ready": True})
+        reasons = self.plane.registry.not_ready_reasons() or ["starting or shutting down"]
+        return web.json_response({"ready": False, "reasons": reasons}, status=503)
+
+    async def model_metadata(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        return web.json_response(self.plane.model_metadata(info["name"], info.get("version")))
+
+    async def model_ready(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        ready = self.plane.model_ready(info["name"], info.get("version"))
+        return web.json_response(
+            {"name": info["name"], "ready": ready}, status=200 if ready else 503
+        )
+
+    async def infer(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        loaded = self.plane.version(info["name"], info.get("version"))
+        try:
+            body = await read_body(request, self.max_body)
+            parsed = split_binary_body(body, request.headers.get(BINARY_HEADER))
+            inputs = _decode_inputs(parsed.header, parsed.payload)
+            wanted = _wanted_outputs(parsed.header, [output.name for output in loaded.outputs])
+        except ServingError:
+            self.plane.count_failure(API, "REST", "ModelInfer", loaded.name, str(loaded.version))
+            raise
+        outputs = await self.plane.infer(loaded, inputs, API, "REST", "ModelInfer")
+        described, chunks = _encode_outputs(wanted, outputs)
+        response: dict[str, Any] = {
+            "model_name": loaded.name,
+            "model_version": str(loaded.version),
+            "outputs": described,
+        }
+        if "id" in parsed.header:
+            response["id"] = parsed.header["id"]
+        head = json.dumps(response).encode()
+        if not chunks:
+            return web.Response(body=head, content_type="application/json")
+        return web.Response(
+            body=b"".join([head, *chunks]),
+            headers={BINARY_HEADER: str(len(head))},
+            content_type="application/octet-stream",
+        )

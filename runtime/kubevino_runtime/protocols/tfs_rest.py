@@ -1,0 +1,207 @@
+"""TensorFlow Serving REST API: predict (row and column formats), model status and metadata."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from aiohttp import web
+
+from kubevino_runtime.dataplane import DataPlane
+from kubevino_runtime.engine import LoadedVersion, TensorInfo
+from kubevino_runtime.errors import ServingError, invalid, not_found
+from kubevino_runtime.protocols.http_common import read_body
+
+API = "TensorFlowServing"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_NAME = "{name:[^/:]+}"
+_VERSION = "{version:[0-9]+}"
+
+_TF_DTYPES = {
+    "float32": "DT_FLOAT",
+    "float16": "DT_HALF",
+    "float64": "DT_DOUBLE",
+    "int8": "DT_INT8",
+    "int16": "DT_INT16",
+    "int32": "DT_INT32",
+    "int64": "DT_INT64",
+    "uint8": "DT_UINT8",
+    "uint16": "DT_UINT16",
+    "uint32": "DT_UINT32",
+    "uint64": "DT_UINT64",
+    "bool": "DT_BOOL",
+}
+
+
+def _handled(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ServingError as error:
+            return web.json_response({"error": error.message}, status=error.http_status)
+
+    return wrapped
+
+
+def _array(value: Any, info: TensorInfo) -> npt.NDArray[Any]:
+    try:
+        return np.asarray(value, dtype=info.element_type)
+    except (TypeError, ValueError) as error:
+        raise invalid(
+            f"input {info.name}: values do not fit {info.element_type} or are ragged: {error}"
+        ) from None
+
+
+def _row_inputs(instances: Any, loaded: LoadedVersion) -> dict[str, npt.NDArray[Any]]:
+    if not isinstance(instances, list) or not instances:
+        raise invalid("'instances' must be a non-empty list")
+    if len(loaded.inputs) == 1 and not isinstance(instances[0], dict):
+        info = loaded.inputs[0]
+        return {info.name: _array(instances, info)}
+    columns: dict[str, list[Any]] = {info.name: [] for info in loaded.inputs}
+    for index, instance in enumerate(instances):
+        if not isinstance(instance, dict):
+            raise invalid(f"instances[{index}] must be an object naming each input")
+        unknown = sorted(set(instance) - set(columns))
+        if unknown:
+            raise invalid(f"model {loaded.name} has no input {', '.join(unknown)}")
+        for name in columns:
+            if name not in instance:
+                raise invalid(f"instances[{index}] lacks input {name}")
+            columns[name].append(instance[name])
+    return {info.name: _array(columns[info.name], info) for info in loaded.inputs}
+
+
+def _column_inputs(inputs: Any, loaded: LoadedVersion) -> dict[str, npt.NDArray[Any]]:
+    if not isinstance(inputs, dict):
+        if len(loaded.inputs) != 1:
+            raise invalid("'inputs' must be an object naming each input of this model")
+        info = loaded.inputs[0]
+        return {info.name: _array(inputs, info)}
+    infos = loaded.input_by_name
+    unknown = sorted(set(inputs) - set(infos))
+    if unknown:
+        raise invalid(f"model {loaded.name} has no input {', '.join(unknown)}")
+    return {name: _array(value, infos[name]) for name, value in inputs.items()}
+
+
+def _rows(outputs: dict[str, npt.NDArray[Any]]) -> list[Any]:
+    if len(outputs) == 1:
+        (array,) = outputs.values()
+        rows: list[Any] = array.tolist()
+        return rows
+    batch = min(array.shape[0] for array in outputs.values())
+    return [{name: array[i].tolist() for name, array in outputs.items()} for i in range(batch)]
+
+
+def _signature(tensors: list[TensorInfo]) -> dict[str, Any]:
+    return {
+        info.name: {
+            "dtype": _TF_DTYPES.get(str(info.element_type), "DT_INVALID"),
+            "tensor_shape": {
+                "dim": [{"size": str(size), "name": ""} for size in info.shape],
+                "unknown_rank": False,
+            },
+            "name": info.name,
+        }
+        for info in tensors
+    }
+
+
+class TfServingRest:
+    def __init__(self, plane: DataPlane, max_body: int) -> None:
+        self.plane = plane
+        self.max_body = max_body
+
+    def routes(self) -> list[web.RouteDef]:
+        model = f"/v1/models/{_NAME}"
+        versioned = f"{model}/versions/{_VERSION}"
+        return [
+            web.get(model, _handled(self.status)),
+            web.get(versioned, _handled(self.status)),
+            web.get(model + "/metadata", _handled(self.metadata)),
+            web.get(versioned + "/metadata", _handled(self.metadata)),
+            web.post(model + ":predict", _handled(self.predict)),
+            web.post(versioned + ":predict", _handled(self.predict)),
+        ]
+
+    async def status(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        served = self.plane.registry.model(info["name"])
+        numbers = sorted(served.status, reverse=True)
+        if "version" in info:
+            numbers = [n for n in numbers if n == int(info["version"])]
+            if not numbers:
+                raise not_found(f"model {info['name']} has no version {info['version']}")
+        return web.json_response(
+            {
+                "model_version_status": [
+                    {
+                        "version": str(number),
+                        "state": served.status[number].state,
+                        "status": {
+                            "error_code": "OK" if not served.status[number].error else "UNKNOWN",
+                            "error_message": served.status[number].error,
+                        },
+                    }
+                    for number in numbers
+                ]
+            }
+        )
+
+    async def metadata(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        loaded = self.plane.version(info["name"], info.get("version"))
+        return web.json_response(
+            {
+                "model_spec": {
+                    "name": loaded.name,
+                    "signature_name": "",
+                    "version": str(loaded.version),
+                },
+                "metadata": {
+                    "signature_def": {
+                        "signature_def": {
+                            "serving_default": {
+                                "inputs": _signature(loaded.inputs),
+                                "outputs": _signature(loaded.outputs),
+                                "method_name": "tensorflow/serving/predict",
+                            }
+                        }
+                    }
+                },
+            }
+        )
+
+    async def predict(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        loaded = self.plane.version(info["name"], info.get("version"))
+        try:
+            body = await read_body(request, self.max_body)
+            try:
+                document = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as error:
+                raise invalid(f"request body is not valid JSON: {error}") from None
+            if not isinstance(document, dict):
+                raise invalid("request body must be a JSON object")
+            if ("instances" in document) == ("inputs" in document):
+                raise invalid("request needs exactly one of 'instances' (row) or 'inputs' (column)")
+            row_format = "instances" in document
+            inputs = (
+                _row_inputs(document["instances"], loaded)
+                if row_format
+                else _column_inputs(document["inputs"], loaded)
+            )
+        except ServingError:
+            self.plane.count_failure(API, "REST", "Predict", loaded.name, str(loaded.version))
+            raise
+        outputs = await self.plane.infer(loaded, inputs, API, "REST", "Predict")
+        if row_format:
+            return web.json_response({"predictions": _rows(outputs)})
+        if len(outputs) == 1:
+            (array,) = outputs.values()
+            return web.json_response({"outputs": array.tolist()})
+        return web.json_response({"outputs": {k: v.tolist() for k, v in outputs.items()}})

@@ -1,0 +1,264 @@
+"""``kubevino-serve``: Model Server's command line, KServe v2 (REST + gRPC), TF-Serving REST,
+Prometheus metrics, health, hot reload and graceful shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import openvino as ov
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from kubevino_runtime import __version__
+from kubevino_runtime.dataplane import DataPlane
+from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported
+from kubevino_runtime.metrics import Metrics
+from kubevino_runtime.models import ModelRegistry
+from kubevino_runtime.protocols import kserve_grpc
+from kubevino_runtime.protocols.kserve_rest import KServeRest
+from kubevino_runtime.protocols.tfs_rest import TfServingRest
+from kubevino_runtime.repository import (
+    ConfigError,
+    ModelConfig,
+    model_config_from_entry,
+    parse_json_object,
+    parse_shape,
+    read_config_file,
+)
+
+log = logging.getLogger("kubevino.server")
+TERMINATION_LOG_ENV = "KUBEVINO_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubevino-serve",
+        description="Serve OpenVINO models over KServe v2 (REST and gRPC) and TF-Serving REST; "
+        "flags follow OpenVINO Model Server's.",
+    )
+    parser.add_argument("--version", action="version", version=f"kubevino-serve {__version__}")
+    one = parser.add_argument_group("one model (instead of --config_path)")
+    one.add_argument("--model_name", help="name clients use")
+    one.add_argument("--model_path", help="directory holding <version>/ folders")
+    one.add_argument("--target_device", default="CPU", help="OpenVINO target (default CPU)")
+    one.add_argument(
+        "--plugin_config",
+        help='OpenVINO properties as JSON, e.g. \'{"PERFORMANCE_HINT": "LATENCY"}\'',
+    )
+    one.add_argument("--nireq", type=int, help="infer requests (default: the optimal number)")
+    one.add_argument("--batch_size", help="batch size, or auto")
+    one.add_argument("--shape", help="auto, (1,3,224,224), or a JSON map of input to shape")
+    one.add_argument(
+        "--model_version_policy", help='JSON, e.g. \'{"latest": {"num_versions": 2}}\''
+    )
+    parser.add_argument("--config_path", help="Model Server config.json with model_config_list")
+    parser.add_argument("--port", type=int, default=9000, help="gRPC port (0: off)")
+    parser.add_argument("--rest_port", type=int, default=8000, help="REST port (0: off)")
+    parser.add_argument("--grpc_bind_address", default="0.0.0.0")
+    parser.add_argument("--rest_bind_address", default="0.0.0.0")
+    parser.add_argument("--cache_dir", help="OpenVINO compiled-model cache directory")
+    parser.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="how often to look for new versions and config changes (0: never)",
+    )
+    parser.add_argument(
+        "--max_queue",
+        type=int,
+        default=64,
+        help="requests that may wait per model version before 503/UNAVAILABLE",
+    )
+    parser.add_argument(
+        "--max_request_bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        help="largest request body or message accepted",
+    )
+    parser.add_argument(
+        "--shutdown_grace_seconds",
+        type=float,
+        default=25.0,
+        help="how long SIGTERM waits for in-flight requests",
+    )
+    parser.add_argument(
+        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    # Accepted for Model Server compatibility; metrics are always on here.
+    parser.add_argument("--metrics_enable", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--metrics_list", help=argparse.SUPPRESS)
+    parser.add_argument("--grpc_workers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rest_workers", type=int, help=argparse.SUPPRESS)
+    return parser
+
+
+def configs_from_args(args: argparse.Namespace) -> list[ModelConfig]:
+    if args.config_path:
+        if args.model_path or args.model_name:
+            raise ConfigError("use --config_path or --model_path/--model_name, not both")
+        return read_config_file(Path(args.config_path))
+    if not (args.model_path and args.model_name):
+        raise ConfigError("give --model_path and --model_name, or --config_path")
+    entry = {
+        "config": {
+            "name": args.model_name,
+            "base_path": args.model_path,
+            "target_device": args.target_device,
+            "plugin_config": parse_json_object(args.plugin_config, "--plugin_config"),
+            "nireq": args.nireq,
+            "batch_size": args.batch_size,
+            "shape": parse_shape(args.shape),
+            "model_version_policy": parse_json_object(
+                args.model_version_policy, "--model_version_policy"
+            ),
+        }
+    }
+    return [model_config_from_entry(entry, 0)]
+
+
+def write_termination_message(message: str) -> None:
+    """Kubernetes shows this file's text in the pod's status (terminationMessagePath)."""
+    path = Path(os.environ.get(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG))
+    with contextlib.suppress(OSError):
+        path.write_text(message + "\n", encoding="utf-8")
+
+
+@dataclass
+class Server:
+    args: argparse.Namespace
+    registry: ModelRegistry
+    plane: DataPlane
+    config_mtime: float | None = None
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        self.plane.refresh_gauges()
+        return web.Response(
+            body=self.plane.metrics.exposition(),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
+    def _config_mtime(self) -> float | None:
+        try:
+            return Path(self.args.config_path).stat().st_mtime if self.args.config_path else None
+        except OSError:
+            return None
+
+    async def reload_config_if_changed(self) -> None:
+        mtime = self._config_mtime()
+        if mtime is None or mtime == self.config_mtime:
+            return
+        try:
+            configs = configs_from_args(self.args)
+            for config in configs:
+                check_target_supported(config.target_device)
+        except (ConfigError, UnsupportedDeviceError) as error:
+            log.error(
+                "config %s not applied, keeping the running one: %s", self.args.config_path, error
+            )
+        else:
+            log.info("config %s changed: applying it", self.args.config_path)
+            self.registry.set_configs(configs)
+        self.config_mtime = mtime
+
+    async def poll(self) -> None:
+        interval = self.args.file_system_poll_wait_seconds
+        while interval > 0:
+            await asyncio.sleep(interval)
+            try:
+                await self.reload_config_if_changed()
+                await self.registry.refresh()
+            except Exception:
+                log.exception("repository scan failed")
+
+
+async def serve(args: argparse.Namespace, configs: list[ModelConfig]) -> int:
+    metrics = Metrics()
+    registry = ModelRegistry(ov.Core(), metrics, args.cache_dir, args.max_queue)
+    registry.set_configs(configs)
+    plane = DataPlane(registry, metrics)
+    server = Server(args, registry, plane)
+    server.config_mtime = server._config_mtime()
+
+    app = web.Application(client_max_size=args.max_request_bytes)
+    app.add_routes(KServeRest(plane, args.max_request_bytes).routes())
+    app.add_routes(TfServingRest(plane, args.max_request_bytes).routes())
+    app.add_routes([web.get("/metrics", server.metrics)])
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=args.shutdown_grace_seconds)
+    await runner.setup()
+    if args.rest_port:
+        await web.TCPSite(runner, args.rest_bind_address, args.rest_port).start()
+    grpc_server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", args.max_request_bytes),
+            ("grpc.max_send_message_length", args.max_request_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    kserve_grpc.add_to_server(plane, grpc_server)
+    if args.port:
+        grpc_server.add_insecure_port(f"{args.grpc_bind_address}:{args.port}")
+        await grpc_server.start()
+    log.info(
+        "kubevino-serve %s: gRPC on %s, REST on %s; OpenVINO %s sees %s",
+        __version__,
+        args.port or "off",
+        args.rest_port or "off",
+        ov.get_version(),
+        ", ".join(registry.core.available_devices),
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    await registry.refresh()
+    if not registry.ready():
+        for reason in registry.not_ready_reasons():
+            log.warning("not ready: %s", reason)
+    poller = loop.create_task(server.poll())
+    await stop.wait()
+
+    log.info("shutting down: no new requests, finishing in-flight ones")
+    registry.shutting_down = True
+    poller.cancel()
+    grace = args.shutdown_grace_seconds
+    await asyncio.gather(grpc_server.stop(grace), runner.cleanup())
+    try:
+        await asyncio.wait_for(registry.drain(), timeout=grace)
+    except TimeoutError:
+        log.warning("requests still running after %.0f s; exiting anyway", grace)
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        configs = configs_from_args(args)
+        for config in configs:
+            check_target_supported(config.target_device)
+    except (ConfigError, UnsupportedDeviceError) as error:
+        message = f"kubevino-serve cannot start: {error}"
+        log.error("%s", message)
+        write_termination_message(message)
+        return 1
+    return asyncio.run(serve(args, configs))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
