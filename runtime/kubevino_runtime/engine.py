@@ -244,6 +244,16 @@ def _property(compiled: ov.CompiledModel, name: str, default: Any) -> Any:
         return default
 
 
+def describe_openvino_error(error: BaseException) -> str:
+    """OpenVINO's message without its source-location lines, on one line."""
+    lines = [
+        line.strip()
+        for line in str(error).splitlines()
+        if line.strip() and not line.startswith("Exception from src/")
+    ]
+    return " ".join(lines) or repr(error)
+
+
 @dataclass(frozen=True)
 class Compiled:
     compiled: ov.CompiledModel
@@ -257,6 +267,12 @@ def compile_version(
     check_target_supported(config.target_device)
     model = core.read_model(str(model_file))
     _reshape(model, config)
-    compiled = core.compile_model(model, config.target_device, _properties(config, cache_dir))
+    try:
+        compiled = core.compile_model(model, config.target_device, _properties(config, cache_dir))
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"compiling for {config.target_device} failed (OpenVINO sees "
+            f"{', '.join(core.available_devices) or 'no device'}): {describe_openvino_error(error)}"
+        ) from None
     optimal = int(_property(compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1))
     return Compiled(compiled, config.nireq or max(1, optimal))

@@ -17,7 +17,7 @@ from pathlib import Path
 import openvino as ov
 from prometheus_client import Histogram
 
-from kubevino_runtime.engine import LoadedVersion, compile_version
+from kubevino_runtime.engine import LoadedVersion, compile_version, describe_openvino_error
 from kubevino_runtime.errors import ErrorKind, ServingError, not_found
 from kubevino_runtime.metrics import Metrics
 from kubevino_runtime.repository import ModelConfig, discover_versions, select_versions
@@ -143,7 +143,7 @@ class ModelRegistry:
                     compile_version, self.core, config, model_file, self.cache_dir
                 )
             except Exception as error:
-                message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+                message = describe_openvino_error(error)
                 log.error("model %s version %d failed to load: %s", config.name, number, message)
                 served.status[number] = VersionStatus("LOADING_FAILED", message)
                 self._failed_files[key] = (config, stamp)

@@ -1,0 +1,107 @@
+"""Start the real ``kubevino-serve`` process for a test and stop it by pid afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    rest_port: int
+    grpc_port: int
+    log_path: Path
+
+    @property
+    def rest(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    @property
+    def grpc(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        self.wait_for(
+            lambda: httpx.get(f"{self.rest}/v2/health/ready").status_code == 200, timeout, "ready"
+        )
+
+    def wait_for(self, condition: object, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited ({self.process.returncode}):\n{self.log()}")
+            try:
+                if condition():  # type: ignore[operator]
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server not {what} after {timeout} s:\n{self.log()}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@contextmanager
+def running_server(
+    args: list[str], tmp_path: Path, *, wait_live: bool = True, env: dict[str, str] | None = None
+) -> Iterator[RunningServer]:
+    rest_port, grpc_port = free_port(), free_port()
+    log_path = tmp_path / f"server-{rest_port}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "kubevino_runtime",
+        "--port",
+        str(grpc_port),
+        "--rest_port",
+        str(rest_port),
+        "--rest_bind_address",
+        "127.0.0.1",
+        "--grpc_bind_address",
+        "127.0.0.1",
+        "--file_system_poll_wait_seconds",
+        "0.3",
+        *args,
+    ]
+    environment = {**os.environ, "KUBEVINO_TERMINATION_LOG": str(tmp_path / "termination-log")}
+    environment.update(env or {})
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+    server = RunningServer(process, rest_port, grpc_port, log_path)
+    try:
+        if wait_live:
+            server.wait_for(
+                lambda: httpx.get(f"{server.rest}/v2/health/live").status_code == 200, 60, "live"
+            )
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,224 @@
+"""Readiness, hot reload, overload, shutdown and start-up refusals of the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+import tritonclient.grpc as triton_grpc
+
+from kubevino_runtime.demo_model import write_model
+from tests.runtime.serving import RunningServer, running_server
+
+Image = npt.NDArray[np.float32]
+
+
+def _infer_body(image: Image) -> tuple[bytes, dict[str, str]]:
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": list(image.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": image.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return header + image.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
+
+
+async def _burst(url: str, image: Image, count: int) -> list[int]:
+    body, headers = _infer_body(image)
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=count)) as client:
+        responses = await asyncio.gather(
+            *(client.post(url, content=body, headers=headers) for _ in range(count))
+        )
+    return [response.status_code for response in responses]
+
+
+def _versions(server: RunningServer, name: str) -> list[str]:
+    response = httpx.get(f"{server.rest}/v2/models/{name}")
+    if response.status_code != 200:
+        return []
+    versions: list[str] = response.json()["versions"]
+    return versions
+
+
+def test_ready_only_once_every_configured_version_is_loaded(tmp_path: Path) -> None:
+    empty = tmp_path / "later"
+    empty.mkdir()
+    with running_server(["--model_path", str(empty), "--model_name", "later"], tmp_path) as server:
+        not_ready = httpx.get(f"{server.rest}/v2/health/ready")
+        assert not_ready.status_code == 503
+        assert "no version found" in " ".join(not_ready.json()["reasons"])
+        write_model(empty)  # a version appears: picked up without a restart
+        server.wait_ready(timeout=60)
+        assert _versions(server, "later") == ["1"]
+
+
+def test_new_and_removed_versions_are_picked_up_without_a_restart(
+    tmp_path: Path, model_dir: Path, image: Image
+) -> None:
+    base = tmp_path / "hot"
+    shutil.copytree(model_dir, base)
+    args = ["--model_path", str(base), "--model_name", "hot", "--nireq", "2"]
+    with running_server(args, tmp_path) as server:
+        server.wait_ready()
+        url = f"{server.rest}/v2/models/hot/infer"
+
+        async def traffic_during_swap() -> list[int]:
+            burst = asyncio.ensure_future(_burst(url, image, 24))
+            await asyncio.sleep(0.05)
+            shutil.copytree(base / "1", base / "2")  # latest policy: 2 replaces 1
+            return await burst
+
+        statuses = asyncio.run(traffic_during_swap())
+        assert statuses == [200] * 24  # no in-flight request is dropped by the swap
+        server.wait_for(lambda: _versions(server, "hot") == ["2"], 30, "serving version 2")
+        assert httpx.get(f"{server.rest}/v2/models/hot/versions/1").status_code == 404
+        shutil.rmtree(base / "2")
+        (base / "3").mkdir()
+        shutil.copytree(base / "1", base / "3", dirs_exist_ok=True)
+        server.wait_for(lambda: _versions(server, "hot") == ["3"], 30, "serving version 3")
+        status = httpx.get(f"{server.rest}/v1/models/hot").json()["model_version_status"]
+        states = {entry["version"]: entry["state"] for entry in status}
+        assert states["3"] == "AVAILABLE" and states["2"] == "END"
+
+
+def test_overload_is_refused_as_retriable_and_the_server_recovers(
+    tmp_path: Path, model_dir: Path, image: Image
+) -> None:
+    args = [
+        "--model_path",
+        str(model_dir),
+        "--model_name",
+        "busy",
+        "--nireq",
+        "1",
+        "--max_queue",
+        "2",
+    ]
+    with running_server(args, tmp_path) as server:
+        server.wait_ready()
+        statuses = asyncio.run(_burst(f"{server.rest}/v2/models/busy/infer", image, 40))
+        assert set(statuses) == {200, 503}, statuses
+        assert statuses.count(503) >= 30  # at most 1 running + 2 queued at any moment
+        refused = httpx.post(
+            f"{server.rest}/v2/models/busy/infer",
+            content=_infer_body(image)[0],
+            headers=_infer_body(image)[1],
+        )
+        assert refused.status_code == 200  # recovered once the burst is over
+        metrics = httpx.get(f"{server.rest}/metrics").text
+        assert 'ovms_requests_fail{api="KServe",interface="REST"' in metrics
+        assert server.process.poll() is None
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_zero(
+    tmp_path: Path, model_dir: Path, image: Image
+) -> None:
+    args = ["--model_path", str(model_dir), "--model_name", "drain", "--nireq", "1"]
+    with running_server(args, tmp_path) as server:
+        server.wait_ready()
+        client = triton_grpc.InferenceServerClient(server.grpc)
+        tensor = triton_grpc.InferInput("input", list(image.shape), "FP32")
+        tensor.set_data_from_numpy(image)
+        results: list[Any] = []
+
+        def done(result: Any, error: Any) -> None:
+            results.append(error or result)
+
+        for _ in range(8):
+            client.async_infer("drain", [tensor], callback=done)
+        time.sleep(0.05)
+        server.process.send_signal(signal.SIGTERM)
+        code = server.process.wait(30)
+        assert code == 0
+        deadline = time.monotonic() + 10
+        while len(results) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        failures = [r for r in results if isinstance(r, Exception)]
+        assert len(results) == 8 and failures == [], failures
+        assert "shutting down" in server.log() and "stopped" in server.log()
+
+
+def test_a_device_current_openvino_cannot_drive_fails_at_start_naming_the_alternative(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    args = [
+        "--model_path",
+        str(model_dir),
+        "--model_name",
+        "stick",
+        "--target_device",
+        "MULTI:MYRIAD,CPU",
+    ]
+    with running_server(args, tmp_path, wait_live=False) as server:
+        assert server.process.wait(60) == 1
+    message = (tmp_path / "termination-log").read_text()
+    assert "MYRIAD plugin left OpenVINO after 2022.3" in message
+    assert "Model Server 2022.3" in message and "spec.serving.runtime: ModelServer" in message
+
+
+def test_a_device_that_is_missing_is_reported_not_silently_replaced(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    args = ["--model_path", str(model_dir), "--model_name", "gpu", "--target_device", "GPU"]
+    with running_server(args, tmp_path) as server:
+        server.wait_for(
+            lambda: "LOADING_FAILED" in httpx.get(f"{server.rest}/v2/health/ready").text,
+            60,
+            "reporting the failed load",
+        )
+        ready = httpx.get(f"{server.rest}/v2/health/ready")
+        assert ready.status_code == 503
+        assert "compiling for GPU failed (OpenVINO sees CPU)" in ready.text
+
+
+def test_config_file_serves_several_models_and_reloads_on_change(
+    tmp_path: Path, model_dir: Path, image: Image
+) -> None:
+    config = tmp_path / "config.json"
+
+    def write(names: list[str]) -> None:
+        entries = [
+            {
+                "config": {
+                    "name": name,
+                    "base_path": str(model_dir),
+                    "target_device": "CPU",
+                    "plugin_config": {"PERFORMANCE_HINT": "LATENCY"},
+                    "nireq": 2,
+                    "model_version_policy": {"all": {}},
+                }
+            }
+            for name in names
+        ]
+        config.write_text(json.dumps({"model_config_list": entries}))
+
+    write(["first", "second"])
+    with running_server(["--config_path", str(config)], tmp_path) as server:
+        server.wait_ready()
+        assert _versions(server, "first") == ["1"] and _versions(server, "second") == ["1"]
+        time.sleep(0.05)
+        write(["first", "third"])
+        server.wait_for(lambda: _versions(server, "third") == ["1"], 30, "serving third")
+        server.wait_for(lambda: _versions(server, "second") == [], 30, "dropping second")
+        body, headers = _infer_body(image)
+        response = httpx.post(f"{server.rest}/v2/models/third/infer", content=body, headers=headers)
+        assert response.status_code == 200
+        config.write_text("{broken")
+        time.sleep(1.0)
+        assert _versions(server, "third") == ["1"]  # a bad edit keeps the running config
+        assert "not applied, keeping the running one" in server.log()
