@@ -1,0 +1,238 @@
+"""kubevino-serve against in-process OpenVINO, measured side by side in one run.
+
+Same model (the bundled classifier), same device (CPU), same hint. Prints ratios:
+
+* THROUGHPUT at saturation: server over gRPC and over REST (binary tensors) / in-process
+  AsyncInferQueue. Targets: >= 0.95 (gRPC), >= 0.90 (REST).
+* LATENCY with one client: p50 and p99 of the server over gRPC minus in-process sync inference.
+  Target: p50 overhead <= 0.5 ms.
+
+The in-process baseline runs before and after the server phases; its mean is the reference, so a
+drift of the machine during the run shows up as the spread printed next to it.
+
+    python bench/runtime_throughput.py [--seconds 10] [--device CPU]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import httpx
+import numpy as np
+import openvino as ov
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.runtime.serving import running_server
+
+from kubevino_runtime.demo_model import INPUT_NAME, sample_input, write_model
+
+
+def in_process_throughput(model: Path, device: str, seconds: float) -> float:
+    core = ov.Core()
+    compiled = core.compile_model(str(model), device, {"PERFORMANCE_HINT": "THROUGHPUT"})
+    queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    image = sample_input()
+    done = 0
+
+    def count(_: Any, __: Any) -> None:
+        nonlocal done
+        done += 1
+
+    queue.set_callback(count)
+    for _ in range(len(queue)):  # warm up
+        queue.start_async({INPUT_NAME: image})
+    queue.wait_all()
+    done = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        queue.start_async({INPUT_NAME: image})
+    queue.wait_all()
+    return done / (time.perf_counter() - started)
+
+
+def in_process_latencies(model: Path, device: str, count: int) -> list[float]:
+    compiled = ov.Core().compile_model(str(model), device, {"PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    image = sample_input()
+    request.infer({INPUT_NAME: image})
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        request.infer({INPUT_NAME: image})
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def _grpc_request(image: np.ndarray) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name="bench")
+    request.inputs.add(name=INPUT_NAME, datatype="FP32", shape=list(image.shape))
+    request.raw_input_contents.append(image.tobytes())
+    return request
+
+
+async def grpc_throughput(target: str, seconds: float, concurrency: int) -> float:
+    request = _grpc_request(sample_input())
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        await stub.ModelInfer(request)
+        deadline = time.perf_counter() + seconds
+        done = 0
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await stub.ModelInfer(request)
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - started)
+
+
+async def rest_throughput(base: str, seconds: float, concurrency: int) -> float:
+    image = sample_input()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": INPUT_NAME,
+                    "shape": list(image.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": image.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    body = header + image.tobytes()
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    url = f"{base}/v2/models/bench/infer"
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.post(url, data=body, headers=headers) as response:
+            await response.read()
+        deadline = time.perf_counter() + seconds
+        done = 0
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    assert response.status == 200
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - started)
+
+
+def grpc_latencies(target: str, count: int) -> list[float]:
+    request = _grpc_request(sample_input())
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stub.ModelInfer(request)
+        latencies = []
+        for _ in range(count):
+            started = time.perf_counter()
+            stub.ModelInfer(request)
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def server_nireq(base: str) -> int:
+    """The infer-request pool the server chose (ovms_infer_req_queue_size)."""
+    for line in httpx.get(f"{base}/metrics").text.splitlines():
+        if line.startswith("ovms_infer_req_queue_size{"):
+            return int(float(line.rsplit(" ", 1)[1]))
+    raise RuntimeError("the server reports no infer request pool")
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per throughput phase")
+    parser.add_argument("--latency-requests", type=int, default=300)
+    parser.add_argument("--device", default="CPU")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(scratch)
+        model = write_model(workdir / "bench")
+        baseline_before = in_process_throughput(model, args.device, args.seconds)
+        throughput_args = [
+            "--model_path",
+            str(workdir / "bench"),
+            "--model_name",
+            "bench",
+            "--target_device",
+            args.device,
+            "--plugin_config",
+            json.dumps({"PERFORMANCE_HINT": "THROUGHPUT"}),
+        ]
+        with running_server(throughput_args, workdir) as server:
+            server.wait_ready()
+            nireq = server_nireq(server.rest)
+            concurrency = max(2, 2 * nireq)
+            over_grpc = asyncio.run(grpc_throughput(server.grpc, args.seconds, concurrency))
+            over_rest = asyncio.run(rest_throughput(server.rest, args.seconds, concurrency))
+        baseline_after = in_process_throughput(model, args.device, args.seconds)
+
+        local = in_process_latencies(model, args.device, args.latency_requests)
+        latency_args = [
+            "--model_path",
+            str(workdir / "bench"),
+            "--model_name",
+            "bench",
+            "--target_device",
+            args.device,
+            "--plugin_config",
+            json.dumps({"PERFORMANCE_HINT": "LATENCY"}),
+        ]
+        with running_server(latency_args, workdir) as server:
+            server.wait_ready()
+            remote = grpc_latencies(server.grpc, args.latency_requests)
+
+    baseline = statistics.mean([baseline_before, baseline_after])
+    spread = abs(baseline_before - baseline_after) / baseline
+    print(f"device {args.device}; nireq {nireq}; client concurrency {concurrency}")
+    print(
+        f"in-process AsyncInferQueue      {baseline:8.1f} inf/s (before {baseline_before:.1f},"
+        f" after {baseline_after:.1f}; drift {spread:.1%})"
+    )
+    print(
+        f"server gRPC                     {over_grpc:8.1f} inf/s  ratio {over_grpc / baseline:.3f}"
+        "  (target >= 0.95)"
+    )
+    print(
+        f"server REST binary              {over_rest:8.1f} inf/s  ratio {over_rest / baseline:.3f}"
+        "  (target >= 0.90)"
+    )
+    for q in (50, 99):
+        local_ms = percentile(local, q) * 1e3
+        remote_ms = percentile(remote, q) * 1e3
+        print(
+            f"LATENCY p{q}: in-process {local_ms:.3f} ms, server gRPC {remote_ms:.3f} ms, "
+            f"overhead {remote_ms - local_ms:+.3f} ms" + ("  (target <= 0.5 ms)" if q == 50 else "")
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
