@@ -28,6 +28,7 @@ _LAYERS = ((3, 32, 2), (32, 64, 2), (64, 128, 1), (128, 256, 2))  # in, out, str
 def build_model(seed: int = 20261123) -> ov.Model:
     rng = np.random.default_rng(seed)
     image = ops.parameter(list(INPUT_SHAPE), np.float32, name=INPUT_NAME)
+    image.set_layout(ov.Layout("NCHW"))
     node = image.output(0)
     for channels_in, channels_out, stride in _LAYERS:
         scale = np.sqrt(2.0 / (channels_in * 9))

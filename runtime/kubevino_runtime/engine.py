@@ -70,18 +70,25 @@ def _tensor_info(port: Any) -> TensorInfo:
     return TensorInfo(port.get_any_name(), element, shape)
 
 
+def partial_shape(text: str) -> ov.PartialShape:
+    """Model Server's shape syntax, ``(1,3,224,224)`` with ``-1`` and ``min:max``, for OpenVINO."""
+    dims = [dim.strip() for dim in text.strip().strip("()").split(",")]
+    converted = ["?" if dim == "-1" else dim.replace(":", "..") for dim in dims]
+    return ov.PartialShape(f"[{','.join(converted)}]")
+
+
 def _reshape(model: ov.Model, config: ModelConfig) -> None:
     if isinstance(config.shape, dict):
         model.reshape(
-            {
-                name: ov.PartialShape(value)
-                for name, value in config.shape.items()
-                if value != "auto"
-            }
+            {name: partial_shape(value) for name, value in config.shape.items() if value != "auto"}
         )
     elif config.shape and config.shape != "auto":
-        model.reshape(ov.PartialShape(config.shape))
+        model.reshape(partial_shape(config.shape))
     if config.batch_size and config.batch_size != "auto":
+        for parameter in model.get_parameters():
+            if parameter.get_layout().empty:
+                # Like Model Server: without a layout, the first dimension is the batch.
+                parameter.set_layout(ov.Layout("N..."))
         ov.set_batch(model, int(config.batch_size))
 
 

@@ -38,13 +38,20 @@ def _infer_body(image: Image) -> tuple[bytes, dict[str, str]]:
     return header + image.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
 
 
-async def _burst(url: str, image: Image, count: int) -> list[int]:
+async def _burst(url: str, image: Image, count: int) -> list[tuple[int, str]]:
     body, headers = _infer_body(image)
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=count)) as client:
         responses = await asyncio.gather(
             *(client.post(url, content=body, headers=headers) for _ in range(count))
         )
-    return [response.status_code for response in responses]
+    return [(r.status_code, r.text if r.status_code != 200 else "") for r in responses]
+
+
+def _metric(server: RunningServer, prefix: str) -> float:
+    for line in httpx.get(f"{server.rest}/metrics").text.splitlines():
+        if line.startswith(prefix):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _versions(server: RunningServer, name: str) -> list[str]:
@@ -77,13 +84,13 @@ def test_new_and_removed_versions_are_picked_up_without_a_restart(
         server.wait_ready()
         url = f"{server.rest}/v2/models/hot/infer"
 
-        async def traffic_during_swap() -> list[int]:
+        async def traffic_during_swap() -> list[tuple[int, str]]:
             burst = asyncio.ensure_future(_burst(url, image, 24))
             await asyncio.sleep(0.05)
             shutil.copytree(base / "1", base / "2")  # latest policy: 2 replaces 1
             return await burst
 
-        statuses = asyncio.run(traffic_during_swap())
+        statuses = [code for code, _ in asyncio.run(traffic_during_swap())]
         assert statuses == [200] * 24  # no in-flight request is dropped by the swap
         server.wait_for(lambda: _versions(server, "hot") == ["2"], 30, "serving version 2")
         assert httpx.get(f"{server.rest}/v2/models/hot/versions/1").status_code == 404
@@ -91,9 +98,16 @@ def test_new_and_removed_versions_are_picked_up_without_a_restart(
         (base / "3").mkdir()
         shutil.copytree(base / "1", base / "3", dirs_exist_ok=True)
         server.wait_for(lambda: _versions(server, "hot") == ["3"], 30, "serving version 3")
-        status = httpx.get(f"{server.rest}/v1/models/hot").json()["model_version_status"]
-        states = {entry["version"]: entry["state"] for entry in status}
-        assert states["3"] == "AVAILABLE" and states["2"] == "END"
+
+        def states() -> dict[str, str]:
+            status = httpx.get(f"{server.rest}/v1/models/hot").json()["model_version_status"]
+            return {entry["version"]: entry["state"] for entry in status}
+
+        server.wait_for(
+            lambda: states() == {"1": "END", "2": "END", "3": "AVAILABLE"},
+            30,
+            "reporting versions 1 and 2 as ended",
+        )
 
 
 def test_overload_is_refused_as_retriable_and_the_server_recovers(
@@ -111,45 +125,65 @@ def test_overload_is_refused_as_retriable_and_the_server_recovers(
     ]
     with running_server(args, tmp_path) as server:
         server.wait_ready()
-        statuses = asyncio.run(_burst(f"{server.rest}/v2/models/busy/infer", image, 40))
-        assert set(statuses) == {200, 503}, statuses
-        assert statuses.count(503) >= 30  # at most 1 running + 2 queued at any moment
-        refused = httpx.post(
-            f"{server.rest}/v2/models/busy/infer",
-            content=_infer_body(image)[0],
-            headers=_infer_body(image)[1],
-        )
-        assert refused.status_code == 200  # recovered once the burst is over
-        metrics = httpx.get(f"{server.rest}/metrics").text
-        assert 'ovms_requests_fail{api="KServe",interface="REST"' in metrics
+        results = asyncio.run(_burst(f"{server.rest}/v2/models/busy/infer", image, 40))
+        statuses = [status for status, _ in results]
+        assert set(statuses) == {200, 503}, statuses  # refused, never a crash or another 5xx
+        assert all("is overloaded" in text for status, text in results if status == 503)
+        refused = statuses.count(503)
+        failures = 'ovms_requests_fail{api="KServe",interface="REST",method="ModelInfer"'
+        assert _metric(server, failures) == refused
+        body, headers = _infer_body(image)
+        after = httpx.post(f"{server.rest}/v2/models/busy/infer", content=body, headers=headers)
+        assert after.status_code == 200  # recovered once the burst is over
         assert server.process.poll() is None
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_zero(
     tmp_path: Path, model_dir: Path, image: Image
 ) -> None:
-    args = ["--model_path", str(model_dir), "--model_name", "drain", "--nireq", "1"]
+    # Batches of 32 on one thread: each inference takes long enough to SIGTERM mid-flight.
+    args = [
+        "--model_path",
+        str(model_dir),
+        "--model_name",
+        "drain",
+        "--nireq",
+        "1",
+        "--batch_size",
+        "32",
+        "--plugin_config",
+        '{"INFERENCE_NUM_THREADS": 1}',
+    ]
+    batch = np.repeat(image, 32, axis=0)
     with running_server(args, tmp_path) as server:
         server.wait_ready()
         client = triton_grpc.InferenceServerClient(server.grpc)
-        tensor = triton_grpc.InferInput("input", list(image.shape), "FP32")
-        tensor.set_data_from_numpy(image)
+        tensor = triton_grpc.InferInput("input", list(batch.shape), "FP32")
+        tensor.set_data_from_numpy(batch)
         results: list[Any] = []
 
         def done(result: Any, error: Any) -> None:
             results.append(error or result)
 
-        for _ in range(8):
+        for _ in range(6):
             client.async_infer("drain", [tensor], callback=done)
-        time.sleep(0.05)
+        in_server = 'ovms_current_requests{name="drain"'
+
+        def all_arrived_several_in_flight() -> bool:
+            finished = len(results)
+            current = _metric(server, in_server)
+            return current >= 2 and current + finished >= 6
+
+        # SIGTERM once every request has reached the server and several are still in it.
+        server.wait_for(all_arrived_several_in_flight, 30, "holding the requests")
         server.process.send_signal(signal.SIGTERM)
-        code = server.process.wait(30)
+        code = server.process.wait(60)
         assert code == 0
         deadline = time.monotonic() + 10
-        while len(results) < 8 and time.monotonic() < deadline:
+        while len(results) < 6 and time.monotonic() < deadline:
             time.sleep(0.05)
         failures = [r for r in results if isinstance(r, Exception)]
-        assert len(results) == 8 and failures == [], failures
+        assert len(results) == 6 and failures == [], failures
         assert "shutting down" in server.log() and "stopped" in server.log()
 
 
@@ -219,6 +253,9 @@ def test_config_file_serves_several_models_and_reloads_on_change(
         response = httpx.post(f"{server.rest}/v2/models/third/infer", content=body, headers=headers)
         assert response.status_code == 200
         config.write_text("{broken")
-        time.sleep(1.0)
+        server.wait_for(
+            lambda: "not applied, keeping the running one" in server.log(),
+            30,
+            "refusing the broken config",
+        )
         assert _versions(server, "third") == ["1"]  # a bad edit keeps the running config
-        assert "not applied, keeping the running one" in server.log()
