@@ -644,6 +644,11 @@ class InferenceModelStatus(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     replicas: int | None = Field(default=None, description="Pods of the Deployment.")
+    applied_replicas: int | None = Field(
+        default=None,
+        description="spec.serving.replicas as last pushed to the Deployment; a Deployment "
+        "scaled by someone else keeps its count until spec.serving.replicas changes.",
+    )
     ready_replicas: int | None = Field(default=None, description="Pods that serve.")
     selector: str | None = Field(
         default=None, description="Label selector of the pods (for the scale subresource)."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from kubevino_operator.api import InferenceModel
 from kubevino_operator.crd import crd_yaml
 from kubevino_operator.render import Rendered, render
 from kubevino_operator.resolve import Refusal
-from kubevino_operator.settings import SettingsError, load_settings
+from kubevino_operator.settings import SETTINGS_FILE_ENV, SettingsError, load_settings
 from kubevino_operator.yamlio import dump_documents
 
 EXIT_INVALID = 2
@@ -90,6 +91,26 @@ def _crd_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _operator_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import kopf
+
+    if args.settings:
+        os.environ[SETTINGS_FILE_ENV] = args.settings
+    load_settings()  # fail now, with the file and field named, rather than in a handler
+    import kubevino_operator.handlers  # noqa: F401 - registers the handlers
+
+    namespaces = args.namespace or []
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=True,
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz"
+        if args.health_port
+        else None,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubevino", description="Serve OpenVINO models on Kubernetes."
@@ -111,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     render_parser.set_defaults(handler=_render_command)
     crd_parser = commands.add_parser("crd", help="print the InferenceModel CRD")
     crd_parser.set_defaults(handler=_crd_command)
+    operator_parser = commands.add_parser(
+        "operator",
+        help="run the operator (KUBECONFIG, else in-cluster)",
+        description="Reconcile InferenceModels into Deployments, Services and config. Watches "
+        "every namespace unless --namespace is given.",
+    )
+    operator_parser.add_argument(
+        "-n", "--namespace", action="append", help="watch only this namespace (repeatable)"
+    )
+    operator_parser.add_argument("--settings", help="operator settings YAML")
+    operator_parser.add_argument(
+        "--health-port", type=int, default=8080, help="port of /healthz (0: off)"
+    )
+    operator_parser.set_defaults(handler=_operator_command)
     return parser
 
 

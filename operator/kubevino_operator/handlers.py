@@ -1,0 +1,242 @@
+"""kopf handlers: thin. Render (pure), apply what was rendered, report status.
+
+* An InferenceModel created, changed, or found at start-up is rendered and its objects are
+  server-side applied with one field manager and an owner reference (deletion cascades through
+  the garbage collector; no finalizer is needed because nothing lives outside Kubernetes).
+* ``spec.replicas`` of the Deployment is never applied: the operator pushes
+  ``spec.serving.replicas`` through the Deployment's scale subresource when that value changes, so
+  an HPA or a person scaling the Deployment keeps their count until the InferenceModel's changes.
+* Owned Deployments are watched, so status follows rollouts without a timer.
+* Specs the settings cannot serve become Ready=False with the refusal's reason and a Warning
+  Event when the reason first appears — never an exception loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from kubevino_operator import api
+from kubevino_operator.api import InferenceModel
+from kubevino_operator.cli import describe_validation_error
+from kubevino_operator.kube import Kube, load_api_client
+from kubevino_operator.render import (
+    CONFIG_HASH_ANNOTATION,
+    INSTANCE_LABEL,
+    Rendered,
+    render,
+)
+from kubevino_operator.settings import Settings, load_settings
+from kubevino_operator.status import READY, build_status
+
+log = logging.getLogger("kubevino.operator")
+OPTIONAL_KINDS = (
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
+)
+
+
+class Context:
+    """What handlers share: the settings and the client. Set once at start-up."""
+
+    settings: Settings = Settings()
+    kube: Kube | None = None
+
+    @classmethod
+    def client(cls) -> Kube:
+        if cls.kube is None:
+            cls.kube = Kube(load_api_client())
+        return cls.kube
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    Context.settings = load_settings()
+    # Events for what users must act on only; kopf's own per-handler chatter would be writes.
+    settings.posting.level = logging.WARNING
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=api.GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+    settings.persistence.finalizer = f"{api.GROUP}/finalizer"
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    settings.execution.max_workers = 8
+    # Resources are known up front: no cluster-wide CRD scanning (and no permission for it).
+    settings.scanning.disabled = True
+
+
+def _parse(body: kopf.Body | dict[str, Any]) -> InferenceModel | str:
+    try:
+        return InferenceModel.model_validate(dict(body))
+    except ValidationError as error:
+        return describe_validation_error(error)
+
+
+def _deployment_for_apply(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = {key: value for key, value in obj["spec"].items() if key != "replicas"}
+    return {**obj, "spec": spec}
+
+
+async def _apply_all(body: kopf.Body, rendered: Rendered) -> dict[str, Any] | None:
+    kube = Context.client()
+    deployment: dict[str, Any] | None = None
+    for obj in rendered.objects:
+        owned = _deployment_for_apply(obj) if obj["kind"] == "Deployment" else dict(obj)
+        kopf.adopt(owned, owner=body)
+        live = await kube.apply(owned)
+        if obj["kind"] == "Deployment":
+            deployment = live
+    await _prune(body, rendered)
+    return deployment
+
+
+async def _prune(body: kopf.Body, rendered: Rendered) -> None:
+    """Delete optional objects (HPA, PDB) this model owned but no longer renders."""
+    kube = Context.client()
+    wanted = {(obj["apiVersion"], obj["kind"]) for obj in rendered.objects}
+    selector = f"{INSTANCE_LABEL}={body['metadata']['name']}"
+    for api_version, kind in OPTIONAL_KINDS:
+        if (api_version, kind) in wanted:
+            continue
+        for item in await kube.list(api_version, kind, body["metadata"]["namespace"], selector):
+            owners = item["metadata"].get("ownerReferences") or []
+            if any(owner.get("uid") == body["metadata"]["uid"] for owner in owners):
+                await kube.delete(
+                    api_version, kind, item["metadata"]["namespace"], item["metadata"]["name"]
+                )
+
+
+async def _push_replicas(
+    model: InferenceModel, applied: int | None, deployment: dict[str, Any] | None
+) -> tuple[int | None, dict[str, Any] | None]:
+    """Scale the Deployment when spec.serving.replicas changed since it was last pushed.
+
+    Returns the replica count now recorded as pushed, and the Deployment as it is after.
+    """
+    serving = model.spec.serving
+    if serving.autoscaling is not None or deployment is None or applied == serving.replicas:
+        return applied, deployment
+    if (deployment.get("spec") or {}).get("replicas") != serving.replicas:
+        namespace, name = model.metadata.namespace, model.metadata.name
+        await Context.client().merge_patch(
+            "apps/v1",
+            "Deployment",
+            namespace,
+            name,
+            {"spec": {"replicas": serving.replicas}},
+            subresource="scale",
+        )
+        deployment = await Context.client().get("apps/v1", "Deployment", namespace, name)
+    return serving.replicas, deployment
+
+
+def _template_current(rendered: Rendered, deployment: dict[str, Any] | None) -> bool:
+    if deployment is None:
+        return False
+    want = next(o for o in rendered.objects if o["kind"] == "Deployment")
+    annotations = (deployment["spec"]["template"]["metadata"].get("annotations")) or {}
+    wanted_hash = want["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+    return bool(annotations.get(CONFIG_HASH_ANNOTATION) == wanted_hash)
+
+
+def _announce(body: kopf.Body, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """A Warning Event when Ready turns False for a new reason the user must act on."""
+
+    def ready(status: dict[str, Any]) -> dict[str, Any]:
+        return next((c for c in status.get("conditions") or [] if c["type"] == READY), {})
+
+    old, new = ready(before), ready(after)
+    if new.get("status") == "False" and new.get("reason") != old.get("reason"):
+        if new.get("reason") in ("RollingOut", "DeploymentMissing", "ScaledToZero"):
+            return
+        kopf.warn(body, reason=new["reason"], message=new.get("message", ""))
+
+
+@kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL)
+@kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
+@kopf.on.update(api.GROUP, api.VERSION, api.PLURAL)
+async def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    previous: dict[str, Any] = dict(body.get("status") or {})
+    generation = body["metadata"].get("generation")
+    parsed = _parse(body)
+    if isinstance(parsed, str):
+        status = build_status(
+            generation=generation,
+            previous=previous,
+            now=_now(),
+            rendered=None,
+            deployment=None,
+            invalid=parsed,
+        )
+        _write_status(body, patch, previous, status)
+        return
+    rendered = render(parsed, Context.settings)
+    deployment: dict[str, Any] | None = None
+    applied = previous.get("appliedReplicas")
+    if isinstance(rendered, Rendered):
+        deployment = await _apply_all(body, rendered)
+        applied, deployment = await _push_replicas(parsed, applied, deployment)
+    status = build_status(
+        generation=generation,
+        previous=previous,
+        now=_now(),
+        rendered=rendered,
+        deployment=deployment,
+        template_generation_current=isinstance(rendered, Rendered)
+        and _template_current(rendered, deployment),
+    )
+    if applied is not None:
+        status["appliedReplicas"] = applied
+    _write_status(body, patch, previous, status)
+
+
+def _write_status(
+    body: kopf.Body, patch: kopf.Patch, previous: dict[str, Any], status: dict[str, Any]
+) -> None:
+    changed = {key: value for key, value in status.items() if previous.get(key) != value}
+    if changed:
+        patch.status.update(changed)
+    _announce(body, previous, status)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "kubevino"})
+async def deployment_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+    name = (body["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
+    namespace = body["metadata"]["namespace"]
+    if not name:
+        return
+    kube = Context.client()
+    owner = await kube.get(api.API_VERSION, api.KIND, namespace, name)
+    if owner is None:
+        return
+    parsed = _parse(owner)
+    if isinstance(parsed, str):
+        return
+    rendered = render(parsed, Context.settings)
+    if not isinstance(rendered, Rendered):
+        return
+    deployment = None if type == "DELETED" else dict(body)
+    previous: dict[str, Any] = owner.get("status") or {}
+    status = build_status(
+        generation=owner["metadata"].get("generation"),
+        previous=previous,
+        now=_now(),
+        rendered=rendered,
+        deployment=deployment,
+        template_generation_current=_template_current(rendered, deployment),
+    )
+    changed = {key: value for key, value in status.items() if previous.get(key) != value}
+    if changed:
+        await kube.merge_patch(
+            api.API_VERSION, api.KIND, namespace, name, {"status": changed}, subresource="status"
+        )

@@ -1,0 +1,112 @@
+"""The operator's least-privilege ClusterRole: one source for the chart and the cluster tests.
+
+Each rule says why it exists; a permission with no reason here is a permission too many.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubevino_operator import api
+
+
+@dataclass(frozen=True)
+class Rule:
+    api_group: str
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    why: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        api.GROUP,
+        (api.PLURAL,),
+        ("get", "list", "watch", "patch"),
+        "watch InferenceModels; kopf records the last handled spec in an annotation",
+    ),
+    Rule(
+        api.GROUP,
+        (f"{api.PLURAL}/status",),
+        ("get", "patch"),
+        "report conditions, replicas and endpoints",
+    ),
+    Rule(
+        "apps",
+        ("deployments",),
+        ("get", "list", "watch", "create", "patch"),
+        "server-side apply the model servers (apply may create) and follow their rollout",
+    ),
+    Rule(
+        "apps",
+        ("deployments/scale",),
+        ("patch",),
+        "push spec.serving.replicas without owning spec.replicas",
+    ),
+    Rule(
+        "",
+        ("configmaps", "services"),
+        ("create", "patch"),
+        "server-side apply the runtime config and the Service",
+    ),
+    Rule(
+        "autoscaling",
+        ("horizontalpodautoscalers",),
+        ("list", "create", "patch", "delete"),
+        "apply the HPA when autoscaling is on, delete it when turned off",
+    ),
+    Rule(
+        "policy",
+        ("poddisruptionbudgets",),
+        ("list", "create", "patch", "delete"),
+        "apply the PodDisruptionBudget for multi-replica models, delete it when not needed",
+    ),
+    Rule(
+        "",
+        ("events",),
+        ("create", "patch"),
+        "Warning Events that say what to change when a model is refused",
+    ),
+)
+
+NAME = "kubevino-operator"
+
+
+def cluster_role() -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": NAME, "labels": {"app.kubernetes.io/part-of": "kubevino"}},
+        "rules": [
+            {
+                "apiGroups": [rule.api_group],
+                "resources": list(rule.resources),
+                "verbs": list(rule.verbs),
+            }
+            for rule in RULES
+        ],
+    }
+
+
+def service_account_objects(namespace: str) -> list[dict[str, Any]]:
+    """ServiceAccount, ClusterRole and ClusterRoleBinding for an operator in ``namespace``."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": NAME, "namespace": namespace},
+        },
+        cluster_role(),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": NAME},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": NAME,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}],
+        },
+    ]

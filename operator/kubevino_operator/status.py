@@ -1,0 +1,169 @@
+"""Pure: the InferenceModel status that tells the truth about its Deployment.
+
+Conditions follow Kubernetes conventions and kstatus: ``Ready`` (it serves: every desired pod is
+available and the Deployment has observed our latest template), ``Progressing`` (a rollout or
+scale is under way), ``Degraded`` (stuck: refused, invalid, or the rollout failed). A condition's
+``lastTransitionTime`` moves only when its status changes, so an unchanged world gives a
+byte-identical status and the operator writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubevino_operator.render import Rendered
+from kubevino_operator.resolve import Refusal
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+
+
+@dataclass(frozen=True)
+class ConditionState:
+    status: str
+    reason: str
+    message: str
+
+
+def _condition(
+    kind: str,
+    state: ConditionState,
+    generation: int | None,
+    previous: list[dict[str, Any]],
+    now: str,
+) -> dict[str, Any]:
+    before = next((c for c in previous if c.get("type") == kind), None)
+    changed = before is None or before.get("status") != state.status
+    condition: dict[str, Any] = {
+        "type": kind,
+        "status": state.status,
+        "reason": state.reason,
+        "message": state.message,
+        "lastTransitionTime": now if changed else before["lastTransitionTime"],  # type: ignore[index]
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def _conditions(
+    states: dict[str, ConditionState],
+    generation: int | None,
+    previous: list[dict[str, Any]],
+    now: str,
+) -> list[dict[str, Any]]:
+    return [_condition(kind, state, generation, previous, now) for kind, state in states.items()]
+
+
+def _deployment_condition(deployment: dict[str, Any], kind: str) -> dict[str, Any]:
+    conditions = (deployment.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == kind), {})
+
+
+def rollout_states(
+    deployment: dict[str, Any] | None, template_generation_current: bool
+) -> dict[str, ConditionState]:
+    """Ready / Progressing / Degraded read off the Deployment."""
+    if deployment is None:
+        waiting = ConditionState("False", "DeploymentMissing", "the Deployment is being created")
+        return {
+            READY: waiting,
+            PROGRESSING: ConditionState("True", "Creating", "creating the Deployment"),
+            DEGRADED: ConditionState("False", "AsExpected", ""),
+        }
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    desired = int(spec.get("replicas", 1))
+    updated = int(status.get("updatedReplicas", 0))
+    available = int(status.get("availableReplicas", 0))
+    total = int(status.get("replicas", 0))
+    observed = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    progress = _deployment_condition(deployment, "Progressing")
+    failure = _deployment_condition(deployment, "ReplicaFailure")
+    stuck = progress.get("reason") == "ProgressDeadlineExceeded"
+    rolled_out = (
+        template_generation_current
+        and observed
+        and updated >= desired
+        and available >= desired
+        and total == desired
+    )
+    degraded = ConditionState("False", "AsExpected", "")
+    if stuck:
+        degraded = ConditionState(
+            "True", "ProgressDeadlineExceeded", progress.get("message", "the rollout is stuck")
+        )
+    elif failure.get("status") == "True":
+        degraded = ConditionState(
+            "True", failure.get("reason", "ReplicaFailure"), failure.get("message", "")
+        )
+    if desired == 0:
+        ready = ConditionState("False", "ScaledToZero", "no pod runs: replicas is 0")
+    elif rolled_out:
+        ready = ConditionState("True", "Serving", f"{available}/{desired} pods serve the model")
+    else:
+        ready = ConditionState(
+            "False", "RollingOut", f"{available}/{desired} pods serve; {updated} updated"
+        )
+    progressing = (
+        ConditionState("False", "RolledOut", "the latest spec is rolled out")
+        if rolled_out or (desired == 0 and observed)
+        else ConditionState("True", "RollingOut", f"{updated}/{desired} pods updated")
+    )
+    if stuck:
+        progressing = ConditionState("False", "ProgressDeadlineExceeded", degraded.message)
+    return {READY: ready, PROGRESSING: progressing, DEGRADED: degraded}
+
+
+def refused_states(reason: str, message: str) -> dict[str, ConditionState]:
+    state = ConditionState("False", reason, message)
+    return {
+        READY: state,
+        PROGRESSING: ConditionState("False", reason, "waiting for the spec or settings to change"),
+        DEGRADED: ConditionState("True", reason, message),
+    }
+
+
+def build_status(
+    *,
+    generation: int | None,
+    previous: dict[str, Any] | None,
+    now: str,
+    rendered: Rendered | Refusal | None,
+    deployment: dict[str, Any] | None,
+    template_generation_current: bool = True,
+    invalid: str | None = None,
+) -> dict[str, Any]:
+    """The whole status for one reconcile or Deployment event."""
+    prior = previous or {}
+    prior_conditions: list[dict[str, Any]] = prior.get("conditions") or []
+    status: dict[str, Any] = {"observedGeneration": generation}
+    if invalid is not None:
+        states = refused_states("InvalidSpec", invalid)
+    elif isinstance(rendered, Refusal):
+        states = refused_states(rendered.reason, rendered.message)
+    else:
+        states = rollout_states(deployment, template_generation_current)
+    if isinstance(rendered, Rendered):
+        resolution = rendered.resolution
+        dstatus = (deployment or {}).get("status") or {}
+        status.update(
+            {
+                "replicas": int(dstatus.get("replicas", 0)),
+                "readyReplicas": int(dstatus.get("readyReplicas", 0)),
+                "selector": ",".join(f"{k}={v}" for k, v in rendered.selector.items()),
+                "endpoints": rendered.endpoints,
+                "accelerators": list(resolution.accelerators),
+                "accessMode": resolution.access_mode,
+                "runtime": resolution.runtime,
+                "podSecurityLevel": rendered.pod_security_level,
+            }
+        )
+    status["conditions"] = _conditions(states, generation, prior_conditions, now)
+    # Carry over what other parts of the operator record (e.g. the replicas last pushed).
+    for key in ("appliedReplicas",):
+        if key in prior and key not in status:
+            status[key] = prior[key]
+    return status

@@ -1,0 +1,374 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, controller-manager,
+scheduler — pinned upstream binaries from scripts/kube-bins.sh, started and stopped by pid.
+
+Used by the cluster test tier and by ``scripts/local-cluster.py`` for trying kubevino by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICE_CIDR = "10.0.0.0/24"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def kube_binaries() -> Path:
+    """The cached binaries, built first when missing (minutes on a cold cache)."""
+    done = subprocess.run(
+        [str(REPO / "scripts" / "kube-bins.sh")], check=True, capture_output=True, text=True
+    )
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certificates(directory: Path) -> None:
+    """A CA, the API server's serving cert, an admin client cert, the service-account keys."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kubevino-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        cwd=directory,
+    )
+    sans = ",".join(
+        [
+            "IP:127.0.0.1",
+            "IP:10.0.0.1",
+            "DNS:localhost",
+            "DNS:kubernetes",
+            "DNS:kubernetes.default",
+            "DNS:kubernetes.default.svc",
+            "DNS:kubernetes.default.svc.cluster.local",
+        ]
+    )
+    for name, subject, extension in (
+        ("apiserver", "/CN=kube-apiserver", f"subjectAltName={sans}"),
+        ("admin", "/O=system:masters/CN=kubevino-admin", "extendedKeyUsage=clientAuth"),
+    ):
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            cwd=directory,
+        )
+        (directory / f"{name}.ext").write_text(extension + "\n")
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.crt",
+            cwd=directory,
+        )
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=directory)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)
+
+
+def write_kubeconfig(
+    path: Path, server: str, ca: Path, cert: Path | None, key: Path | None, token: str | None = None
+) -> None:
+    user: dict[str, str] = {}
+    if cert and key:
+        user = {"client-certificate": str(cert), "client-key": str(key)}
+    if token:
+        user = {"token": token}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "test", "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
+        "users": [{"name": "user", "user": user}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "user"}}],
+        "current-context": "test",
+    }
+    path.write_text(json.dumps(config, indent=2))
+
+
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"""
+
+
+@dataclass
+class ControlPlane:
+    directory: Path
+    binaries: Path
+    api_port: int = 0
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.directory / "admin.kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.directory / "audit.log"
+
+    def binary(self, name: str) -> str:
+        return str(self.binaries / name)
+
+    def _start(self, name: str, args: list[str]) -> None:
+        log = (self.directory / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [self.binary(name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self, name: str) -> str:
+        return (self.directory / f"{name}.log").read_text(errors="replace")[-4000:]
+
+    def start(self) -> None:
+        certs = self.directory / "pki"
+        make_certificates(certs)
+        etcd_port, peer_port = free_port(), free_port()
+        self.api_port = free_port()
+        self._start(
+            "etcd",
+            [
+                "--data-dir",
+                str(self.directory / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync",
+            ],
+        )
+        (self.directory / "audit-policy.yaml").write_text(AUDIT_POLICY)
+        self._start_apiserver(certs, etcd_port)
+        write_kubeconfig(
+            self.admin_kubeconfig,
+            self.server,
+            certs / "ca.crt",
+            certs / "admin.crt",
+            certs / "admin.key",
+        )
+        self.wait_ready()
+        kubeconfig = str(self.admin_kubeconfig)
+        self._start(
+            "kube-controller-manager",
+            [
+                "--kubeconfig",
+                kubeconfig,
+                "--authentication-kubeconfig",
+                kubeconfig,
+                "--authorization-kubeconfig",
+                kubeconfig,
+                "--service-account-private-key-file",
+                str(certs / "sa.key"),
+                "--root-ca-file",
+                str(certs / "ca.crt"),
+                "--leader-elect=false",
+                "--use-service-account-credentials=false",
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(free_port()),
+                "--controllers",
+                "*",
+                "--concurrent-gc-syncs",
+                "5",
+            ],
+        )
+        self._start(
+            "kube-scheduler",
+            [
+                "--kubeconfig",
+                kubeconfig,
+                "--authentication-kubeconfig",
+                kubeconfig,
+                "--authorization-kubeconfig",
+                kubeconfig,
+                "--leader-elect=false",
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(free_port()),
+            ],
+        )
+
+    def _start_apiserver(self, certs: Path, etcd_port: int) -> None:
+        self._start(
+            "kube-apiserver",
+            [
+                "--etcd-servers",
+                f"http://127.0.0.1:{etcd_port}",
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(self.api_port),
+                "--advertise-address",
+                "127.0.0.1",
+                "--tls-cert-file",
+                str(certs / "apiserver.crt"),
+                "--tls-private-key-file",
+                str(certs / "apiserver.key"),
+                "--client-ca-file",
+                str(certs / "ca.crt"),
+                "--service-account-key-file",
+                str(certs / "sa.pub"),
+                "--service-account-signing-key-file",
+                str(certs / "sa.key"),
+                "--service-account-issuer",
+                "https://kubernetes.default.svc",
+                "--authorization-mode",
+                "Node,RBAC",
+                "--service-cluster-ip-range",
+                SERVICE_CIDR,
+                "--allow-privileged=true",
+                "--audit-policy-file",
+                str(self.directory / "audit-policy.yaml"),
+                "--audit-log-path",
+                str(self.audit_log),
+                "--audit-log-format",
+                "json",
+                "--audit-log-mode",
+                "blocking",
+            ],
+        )
+        self._certs = certs
+        self._etcd_port = etcd_port
+
+    def restart_apiserver(self) -> None:
+        self._stop("kube-apiserver")
+        self._start_apiserver(self._certs, self._etcd_port)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        context = ssl.create_default_context(cafile=str(self.directory / "pki" / "ca.crt"))
+        context.load_cert_chain(
+            str(self.directory / "pki" / "admin.crt"), str(self.directory / "pki" / "admin.key")
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.processes["kube-apiserver"]
+            if process.poll() is not None:
+                raise RuntimeError(f"kube-apiserver exited:\n{self.log('kube-apiserver')}")
+            try:
+                with urllib.request.urlopen(
+                    f"{self.server}/readyz", context=context, timeout=5
+                ) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"kube-apiserver not ready:\n{self.log('kube-apiserver')}")
+
+    def _stop(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop(self) -> None:
+        for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+            self._stop(name)
+
+    def kubectl(
+        self,
+        *args: str,
+        kubeconfig: Path | None = None,
+        check: bool = True,
+        stdin: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                self.binary("kubectl"),
+                "--kubeconfig",
+                str(kubeconfig or self.admin_kubeconfig),
+                *args,
+            ],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+
+@contextmanager
+def control_plane(directory: Path) -> Iterator[ControlPlane]:
+    plane = ControlPlane(directory, kube_binaries())
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.stop()
+
+
+def kubectl_available() -> bool:
+    return shutil.which("openssl") is not None and os.name == "posix"
