@@ -99,6 +99,8 @@ def _operator_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
     load_settings()  # fail now, with the file and field named, rather than in a handler
     import kubevino_operator.handlers  # noqa: F401 - registers the handlers
 
+    kopf.configure(verbose=args.verbose)
+
     namespaces = args.namespace or []
     kopf.run(
         clusterwide=not namespaces,
@@ -145,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     operator_parser.add_argument(
         "--health-port", type=int, default=8080, help="port of /healthz (0: off)"
     )
+    operator_parser.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     operator_parser.set_defaults(handler=_operator_command)
     return parser
 

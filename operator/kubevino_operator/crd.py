@@ -86,7 +86,8 @@ def openapi_schema() -> dict[str, Any]:
                 "type": "string",
             },
             "kind": {"description": "Kind of this object: InferenceModel.", "type": "string"},
-            "metadata": {"description": "Standard object metadata.", "type": "object"},
+            # The API server allows nothing but the type here (metadata is its own).
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },

@@ -13,9 +13,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from kubevino_operator import api
 from kubevino_operator.api import InferenceModel
 from kubevino_operator.cli import describe_validation_error
+from kubevino_operator.drift import already_applied
 from kubevino_operator.kube import Kube, load_api_client
 from kubevino_operator.render import (
     CONFIG_HASH_ANNOTATION,
@@ -93,7 +95,10 @@ async def _apply_all(body: kopf.Body, rendered: Rendered) -> dict[str, Any] | No
     for obj in rendered.objects:
         owned = _deployment_for_apply(obj) if obj["kind"] == "Deployment" else dict(obj)
         kopf.adopt(owned, owner=body)
-        live = await kube.apply(owned)
+        meta = owned["metadata"]
+        live = await kube.get(owned["apiVersion"], owned["kind"], meta["namespace"], meta["name"])
+        if not already_applied(live, owned):
+            live = await kube.apply(owned)
         if obj["kind"] == "Deployment":
             deployment = live
     await _prune(body, rendered)
@@ -149,94 +154,88 @@ def _template_current(rendered: Rendered, deployment: dict[str, Any] | None) -> 
     return bool(annotations.get(CONFIG_HASH_ANNOTATION) == wanted_hash)
 
 
-def _announce(body: kopf.Body, before: dict[str, Any], after: dict[str, Any]) -> None:
+def _announce(owner: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> None:
     """A Warning Event when Ready turns False for a new reason the user must act on."""
 
     def ready(status: dict[str, Any]) -> dict[str, Any]:
         return next((c for c in status.get("conditions") or [] if c["type"] == READY), {})
 
     old, new = ready(before), ready(after)
-    if new.get("status") == "False" and new.get("reason") != old.get("reason"):
-        if new.get("reason") in ("RollingOut", "DeploymentMissing", "ScaledToZero"):
+    if new.get("status") != "False" or new.get("reason") == old.get("reason"):
+        return
+    if new.get("reason") in ("RollingOut", "DeploymentMissing", "ScaledToZero"):
+        return
+    kopf.warn(cast(kopf.Body, owner), reason=new["reason"], message=new.get("message", ""))
+
+
+_status_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+async def refresh_status(namespace: str, name: str, applied_replicas: int | None = None) -> None:
+    """Recompute the status from the freshest model and Deployment, and write what changed.
+
+    Every status write goes through here, one at a time per model, reading just before
+    writing: a slower reconcile can never overwrite a newer Deployment event with stale data.
+    """
+    lock = _status_locks.setdefault((namespace, name), asyncio.Lock())
+    async with lock:
+        kube = Context.client()
+        owner = await kube.get(api.API_VERSION, api.KIND, namespace, name)
+        if owner is None:
+            _status_locks.pop((namespace, name), None)
             return
-        kopf.warn(body, reason=new["reason"], message=new.get("message", ""))
+        previous: dict[str, Any] = owner.get("status") or {}
+        parsed = _parse(owner)
+        rendered = None if isinstance(parsed, str) else render(parsed, Context.settings)
+        deployment = (
+            await kube.get("apps/v1", "Deployment", namespace, name)
+            if isinstance(rendered, Rendered)
+            else None
+        )
+        status = build_status(
+            generation=owner["metadata"].get("generation"),
+            previous=previous,
+            now=_now(),
+            rendered=rendered,
+            deployment=deployment,
+            template_generation_current=isinstance(rendered, Rendered)
+            and _template_current(rendered, deployment),
+            invalid=parsed if isinstance(parsed, str) else None,
+        )
+        if applied_replicas is not None:
+            status["appliedReplicas"] = applied_replicas
+        changed = {key: value for key, value in status.items() if previous.get(key) != value}
+        if changed:
+            await kube.merge_patch(
+                api.API_VERSION,
+                api.KIND,
+                namespace,
+                name,
+                {"status": changed},
+                subresource="status",
+            )
+        _announce(owner, previous, status)
 
 
 @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL)
 @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
 @kopf.on.update(api.GROUP, api.VERSION, api.PLURAL)
-async def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    previous: dict[str, Any] = dict(body.get("status") or {})
-    generation = body["metadata"].get("generation")
+async def reconcile(body: kopf.Body, **_: Any) -> None:
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     parsed = _parse(body)
-    if isinstance(parsed, str):
-        status = build_status(
-            generation=generation,
-            previous=previous,
-            now=_now(),
-            rendered=None,
-            deployment=None,
-            invalid=parsed,
-        )
-        _write_status(body, patch, previous, status)
-        return
-    rendered = render(parsed, Context.settings)
-    deployment: dict[str, Any] | None = None
-    applied = previous.get("appliedReplicas")
-    if isinstance(rendered, Rendered):
-        deployment = await _apply_all(body, rendered)
-        applied, deployment = await _push_replicas(parsed, applied, deployment)
-    status = build_status(
-        generation=generation,
-        previous=previous,
-        now=_now(),
-        rendered=rendered,
-        deployment=deployment,
-        template_generation_current=isinstance(rendered, Rendered)
-        and _template_current(rendered, deployment),
-    )
-    if applied is not None:
-        status["appliedReplicas"] = applied
-    _write_status(body, patch, previous, status)
-
-
-def _write_status(
-    body: kopf.Body, patch: kopf.Patch, previous: dict[str, Any], status: dict[str, Any]
-) -> None:
-    changed = {key: value for key, value in status.items() if previous.get(key) != value}
-    if changed:
-        patch.status.update(changed)
-    _announce(body, previous, status)
+    applied: int | None = None
+    if not isinstance(parsed, str):
+        rendered = render(parsed, Context.settings)
+        if isinstance(rendered, Rendered):
+            deployment = await _apply_all(body, rendered)
+            applied, _scaled = await _push_replicas(
+                parsed, (body.get("status") or {}).get("appliedReplicas"), deployment
+            )
+    await refresh_status(namespace, name, applied)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "kubevino"})
-async def deployment_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+async def deployment_changed(body: kopf.Body, **_: Any) -> None:
     name = (body["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
-    namespace = body["metadata"]["namespace"]
-    if not name:
-        return
-    kube = Context.client()
-    owner = await kube.get(api.API_VERSION, api.KIND, namespace, name)
-    if owner is None:
-        return
-    parsed = _parse(owner)
-    if isinstance(parsed, str):
-        return
-    rendered = render(parsed, Context.settings)
-    if not isinstance(rendered, Rendered):
-        return
-    deployment = None if type == "DELETED" else dict(body)
-    previous: dict[str, Any] = owner.get("status") or {}
-    status = build_status(
-        generation=owner["metadata"].get("generation"),
-        previous=previous,
-        now=_now(),
-        rendered=rendered,
-        deployment=deployment,
-        template_generation_current=_template_current(rendered, deployment),
-    )
-    changed = {key: value for key, value in status.items() if previous.get(key) != value}
-    if changed:
-        await kube.merge_patch(
-            api.API_VERSION, api.KIND, namespace, name, {"status": changed}, subresource="status"
-        )
+    if name:
+        await refresh_status(body["metadata"]["namespace"], name)

@@ -47,19 +47,20 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "",
         ("configmaps", "services"),
-        ("create", "patch"),
-        "server-side apply the runtime config and the Service",
+        ("get", "create", "patch"),
+        "server-side apply the runtime config and the Service; get compares first, so an "
+        "unchanged object costs no write",
     ),
     Rule(
         "autoscaling",
         ("horizontalpodautoscalers",),
-        ("list", "create", "patch", "delete"),
+        ("get", "list", "create", "patch", "delete"),
         "apply the HPA when autoscaling is on, delete it when turned off",
     ),
     Rule(
         "policy",
         ("poddisruptionbudgets",),
-        ("list", "create", "patch", "delete"),
+        ("get", "list", "create", "patch", "delete"),
         "apply the PodDisruptionBudget for multi-replica models, delete it when not needed",
     ),
     Rule(

@@ -365,8 +365,10 @@ def _pod_template(
         mounts += device_mounts
     env: list[dict[str, str]] = [
         {"name": ACCELERATORS_ENV, "value": ",".join(resolution.accelerators)},
-        {"name": DEVICE_PATHS_ENV, "value": _device_paths(resolution)},
     ]
+    device_paths = _device_paths(resolution)
+    if device_paths:  # the API server drops empty values; leaving them out keeps drift honest
+        env.append({"name": DEVICE_PATHS_ENV, "value": device_paths})
     seen_env = {entry["name"] for entry in env}
     for claim in resolution.claims:
         for name, value in claim.profile.env:

@@ -17,7 +17,7 @@ REFUSED = [
     ({"device": {"targetDevice": "MULTI:"}}, "targetDevice must follow OpenVINO's grammar"),
     ({"device": {"targetDevice": "GPU("}}, "targetDevice must follow OpenVINO's grammar"),
     ({"device": {"targetDevice": "AUTO:-"}}, "targetDevice must follow OpenVINO's grammar"),
-    ({"device": {"targetDevice": "AUTO:MULTI:GPU"}}, "targetDevice misuses a virtual device"),
+    ({"device": {"targetDevice": "AUTO:GPU,MULTI"}}, "targetDevice misuses a virtual device"),
     (
         {"performance": {"hint": "THROUGHPUT", "numStreams": 4}},
         "a performance hint and NUM_STREAMS must not be used together",

@@ -169,7 +169,12 @@ def test_autoscaling_hands_replicas_to_an_hpa_and_back(
     apply(cluster, autoscaled)
     hpa = wait_until(lambda: get(cluster, "hpa", "elastic", namespace), 60, "the HPA")
     assert hpa["spec"]["maxReplicas"] == 5 and hpa["spec"]["scaleTargetRef"]["name"] == "elastic"
-    deployment = wait_until(lambda: get(cluster, "deployment", "elastic", namespace), 60, "dep")
+    wait_until(lambda: get(cluster, "deployment", "elastic", namespace), 60, "Deployment")
+    deployment = json.loads(
+        cluster.kubectl(
+            "get", "deployment", "elastic", "-n", namespace, "-o", "json", "--show-managed-fields"
+        ).stdout
+    )
     managers = {m["manager"]: m for m in deployment["metadata"]["managedFields"]}
     assert "f:replicas" not in json.dumps(managers["kubevino"]["fieldsV1"])
     apply(cluster, model_manifest("elastic", namespace, serving={"replicas": 1}))

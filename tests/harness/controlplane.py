@@ -7,8 +7,6 @@ Used by the cluster test tier and by ``scripts/local-cluster.py`` for trying kub
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
 import ssl
@@ -345,7 +343,7 @@ class ControlPlane:
         check: bool = True,
         stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             [
                 self.binary("kubectl"),
                 "--kubeconfig",
@@ -355,9 +353,12 @@ class ControlPlane:
             input=stdin,
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
             timeout=120,
         )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
+        return done
 
 
 @contextmanager
@@ -368,7 +369,3 @@ def control_plane(directory: Path) -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.stop()
-
-
-def kubectl_available() -> bool:
-    return shutil.which("openssl") is not None and os.name == "posix"
