@@ -89,20 +89,32 @@ def _deployment_for_apply(obj: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "spec": spec}
 
 
-async def _apply_all(body: kopf.Body, rendered: Rendered) -> dict[str, Any] | None:
+async def _apply_one(body: kopf.Body, obj: dict[str, Any], compare_first: bool) -> dict[str, Any]:
     kube = Context.client()
-    deployment: dict[str, Any] | None = None
-    for obj in rendered.objects:
-        owned = _deployment_for_apply(obj) if obj["kind"] == "Deployment" else dict(obj)
-        kopf.adopt(owned, owner=body)
+    owned = _deployment_for_apply(obj) if obj["kind"] == "Deployment" else dict(obj)
+    kopf.adopt(owned, owner=body)
+    if compare_first:
         meta = owned["metadata"]
         live = await kube.get(owned["apiVersion"], owned["kind"], meta["namespace"], meta["name"])
-        if not already_applied(live, owned):
-            live = await kube.apply(owned)
-        if obj["kind"] == "Deployment":
-            deployment = live
-    await _prune(body, rendered)
-    return deployment
+        if live is not None and already_applied(live, owned):
+            return live
+    return await kube.apply(owned)
+
+
+async def _apply_all(
+    body: kopf.Body, rendered: Rendered, compare_first: bool, prune: bool
+) -> dict[str, Any] | None:
+    """Apply every rendered object (concurrently: Kubernetes does not need an order).
+
+    ``compare_first`` reads each object and skips the write when it is already as rendered:
+    at start-up that turns a resync of an unchanged cluster into reads only.
+    """
+    applied = await asyncio.gather(
+        *(_apply_one(body, obj, compare_first) for obj in rendered.objects)
+    )
+    if prune:
+        await _prune(body, rendered)
+    return next((live for live in applied if live.get("kind") == "Deployment"), None)
 
 
 async def _prune(body: kopf.Body, rendered: Rendered) -> None:
@@ -217,21 +229,34 @@ async def refresh_status(namespace: str, name: str, applied_replicas: int | None
         _announce(owner, previous, status)
 
 
-@kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL)
-@kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
-@kopf.on.update(api.GROUP, api.VERSION, api.PLURAL)
-async def reconcile(body: kopf.Body, **_: Any) -> None:
+async def _reconcile(body: kopf.Body, *, compare_first: bool, prune: bool) -> None:
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     parsed = _parse(body)
     applied: int | None = None
     if not isinstance(parsed, str):
         rendered = render(parsed, Context.settings)
         if isinstance(rendered, Rendered):
-            deployment = await _apply_all(body, rendered)
+            deployment = await _apply_all(body, rendered, compare_first, prune)
             applied, _scaled = await _push_replicas(
                 parsed, (body.get("status") or {}).get("appliedReplicas"), deployment
             )
     await refresh_status(namespace, name, applied)
+
+
+@kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
+async def created(body: kopf.Body, **_: Any) -> None:
+    await _reconcile(body, compare_first=False, prune=False)
+
+
+@kopf.on.update(api.GROUP, api.VERSION, api.PLURAL)
+async def updated(body: kopf.Body, **_: Any) -> None:
+    await _reconcile(body, compare_first=False, prune=True)
+
+
+@kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL)
+async def resumed(body: kopf.Body, **_: Any) -> None:
+    """At start-up: repair drift, write nothing when nothing drifted."""
+    await _reconcile(body, compare_first=True, prune=True)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "kubevino"})

@@ -4,7 +4,9 @@ scale, list and delete — any kind the render produces, off the event loop."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client as k8s
@@ -33,6 +35,9 @@ def _message(data: bytes | str | None, fallback: str | None) -> str:
     return str(parsed.get("message", fallback or "")) if isinstance(parsed, dict) else ""
 
 
+CONCURRENT_REQUESTS = 32
+
+
 class KubeError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
@@ -47,6 +52,7 @@ def load_api_client() -> k8s.ApiClient:
         k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except (k8s_config.ConfigException, FileNotFoundError, TypeError):
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = CONCURRENT_REQUESTS
     return k8s.ApiClient(configuration)
 
 
@@ -70,6 +76,8 @@ def resource_path(
 class Kube:
     def __init__(self, api_client: k8s.ApiClient) -> None:
         self.api_client = api_client
+        # Blocking HTTP calls run here, never on the event loop.
+        self._pool = ThreadPoolExecutor(CONCURRENT_REQUESTS, thread_name_prefix="kube")
 
     def _call(
         self,
@@ -107,7 +115,8 @@ class Kube:
         return json.loads(response.data) if response.data else None
 
     async def call(self, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(self._call, *args, **kwargs)
+        call = functools.partial(self._call, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def apply(self, obj: dict[str, Any], force: bool = True) -> dict[str, Any]:
         """Server-side apply as the operator's one field manager."""

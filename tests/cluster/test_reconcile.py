@@ -201,3 +201,20 @@ def test_deleting_a_model_removes_what_the_operator_made_but_not_the_users_claim
     ):
         wait_until(_gone(cluster, kind, name, namespace), 90, f"{kind} {name} collected")
     assert get(cluster, "pvc", "models", namespace) is not None
+
+
+def test_a_spec_admission_cannot_check_is_reported_as_invalid(
+    cluster: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    apply(cluster, model_manifest("twice", namespace, device={"targetDevice": "MULTI:CPU,CPU"}))
+    model = wait_until(
+        lambda: (
+            (m := get(cluster, "inferencemodel", "twice", namespace))
+            and condition(m, "Ready").get("reason") == "InvalidSpec"
+            and m
+        ),
+        60,
+        "an InvalidSpec condition",
+    )
+    assert "device CPU is listed twice" in condition(model, "Ready")["message"]
+    assert get(cluster, "deployment", "twice", namespace) is None
