@@ -94,3 +94,28 @@ def test_an_api_server_restart_is_survived(
     cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(model_manifest("after", namespace)))
     wait_until(lambda: get(cluster, "deployment", "after", namespace), 120, "reconciled")
     assert operator.process is not None and operator.process.poll() is None, operator.log()
+
+
+def test_an_operator_given_namespaces_watches_only_those(
+    cluster: ControlPlane, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    other = f"{namespace}-other"
+    cluster.kubectl("create", "namespace", other)
+    operator.stop()
+    scoped = OperatorProcess(
+        operator.kubeconfig,
+        operator.settings,
+        tmp_path / "scoped.log",
+        extra_args=["--namespace", namespace],
+    )
+    scoped.start()
+    try:
+        for ns in (namespace, other):
+            cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(model_manifest("m", ns)))
+        wait_until(lambda: get(cluster, "deployment", "m", namespace), 60, "watched namespace")
+        time.sleep(3)
+        assert get(cluster, "deployment", "m", other) is None, scoped.log()
+    finally:
+        scoped.stop()
+        operator.start()
+    wait_until(lambda: get(cluster, "deployment", "m", other), 60, "picked up after restart")
