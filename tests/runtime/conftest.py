@@ -14,7 +14,6 @@ import pytest
 from kubevino_runtime.demo_model import sample_input, write_model
 from tests.runtime.serving import RunningServer, running_server
 
-pytestmark = pytest.mark.runtime
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 

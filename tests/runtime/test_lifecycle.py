@@ -13,10 +13,13 @@ from typing import Any
 import httpx
 import numpy as np
 import numpy.typing as npt
+import pytest
 import tritonclient.grpc as triton_grpc
 
 from kubevino_runtime.demo_model import write_model
 from tests.runtime.serving import RunningServer, running_server
+
+pytestmark = pytest.mark.runtime
 
 Image = npt.NDArray[np.float32]
 

@@ -20,6 +20,8 @@ from tritonclient.utils import InferenceServerException
 from tests.runtime.conftest import MAX_REQUEST_BYTES
 from tests.runtime.serving import RunningServer
 
+pytestmark = pytest.mark.runtime
+
 Image = npt.NDArray[np.float32]
 
 

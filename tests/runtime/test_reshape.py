@@ -8,10 +8,13 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 import openvino as ov
+import pytest
 import tritonclient.grpc as triton_grpc
 
 from kubevino_runtime.demo_model import build_model
 from tests.runtime.serving import running_server
+
+pytestmark = pytest.mark.runtime
 
 
 def test_batch_size_reshapes_even_a_model_without_a_layout(
