@@ -195,6 +195,7 @@ class ModelRegistry:
 
         async def release() -> None:
             await version.drained()
+            version.close()
             if served.status.get(number, VersionStatus("")).state == "UNLOADING":
                 served.status[number] = VersionStatus("END")
             log.info("model %s version %d released", version.name, number)
@@ -208,6 +209,7 @@ class ModelRegistry:
         for served in list(self.models.values()):
             for version in list(served.loaded.values()):
                 await version.drained()
+            version.close()
         if self._retiring:
             await asyncio.gather(*self._retiring)
 
