@@ -265,6 +265,10 @@ class ControlPlane:
                 str(self.api_port),
                 "--advertise-address",
                 "127.0.0.1",
+                # Loopback is refused as an endpoint from v1.37 on; pods need no
+                # kubernetes Service in this tier.
+                "--endpoint-reconciler-type",
+                "none",
                 "--tls-cert-file",
                 str(certs / "apiserver.crt"),
                 "--tls-private-key-file",
