@@ -161,6 +161,21 @@ def server_nireq(base: str) -> int:
     raise RuntimeError("the server reports no infer request pool")
 
 
+def serving_args(workdir: Path, device: str, hint: str) -> list[str]:
+    """kubevino-serve flags for the bench model with the same device and hint as in-process."""
+    plugin_config = json.dumps({"PERFORMANCE_HINT": hint})
+    return [
+        "--model_path",
+        str(workdir / "bench"),
+        "--model_name",
+        "bench",
+        "--target_device",
+        device,
+        "--plugin_config",
+        plugin_config,
+    ]
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
@@ -176,17 +191,7 @@ def main() -> int:
         workdir = Path(scratch)
         model = write_model(workdir / "bench")
         baseline_before = in_process_throughput(model, args.device, args.seconds)
-        throughput_args = [
-            "--model_path",
-            str(workdir / "bench"),
-            "--model_name",
-            "bench",
-            "--target_device",
-            args.device,
-            "--plugin_config",
-            json.dumps({"PERFORMANCE_HINT": "THROUGHPUT"}),
-        ]
-        with running_server(throughput_args, workdir) as server:
+        with running_server(serving_args(workdir, args.device, "THROUGHPUT"), workdir) as server:
             server.wait_ready()
             nireq = server_nireq(server.rest)
             concurrency = max(2, 2 * nireq)
@@ -195,17 +200,7 @@ def main() -> int:
         baseline_after = in_process_throughput(model, args.device, args.seconds)
 
         local = in_process_latencies(model, args.device, args.latency_requests)
-        latency_args = [
-            "--model_path",
-            str(workdir / "bench"),
-            "--model_name",
-            "bench",
-            "--target_device",
-            args.device,
-            "--plugin_config",
-            json.dumps({"PERFORMANCE_HINT": "LATENCY"}),
-        ]
-        with running_server(latency_args, workdir) as server:
+        with running_server(serving_args(workdir, args.device, "LATENCY"), workdir) as server:
             server.wait_ready()
             remote = grpc_latencies(server.grpc, args.latency_requests)
 

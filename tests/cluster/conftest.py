@@ -112,3 +112,15 @@ def model_manifest(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     conditions = ((obj or {}).get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c["type"] == kind), {})
+
+
+def wait_for_reason(
+    cluster: ControlPlane, name: str, namespace: str, reason: str, timeout: float = 60
+) -> dict[str, Any]:
+    """The model, once its Ready condition carries ``reason``."""
+
+    def reached() -> dict[str, Any] | None:
+        model = get(cluster, "inferencemodel", name, namespace)
+        return model if model and condition(model, "Ready").get("reason") == reason else None
+
+    return wait_until(reached, timeout, f"{name} Ready reason {reason}")

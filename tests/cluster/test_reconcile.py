@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.conftest import condition, get, model_manifest, wait_until
+from tests.cluster.conftest import (
+    condition,
+    get,
+    model_manifest,
+    wait_for_reason,
+    wait_until,
+)
 from tests.harness.controlplane import ControlPlane
 from tests.harness.operator import OperatorProcess
 
@@ -47,15 +53,7 @@ def test_a_model_becomes_deployment_service_and_config_owned_by_it(
         "plugin_config"
     ] == {"PERFORMANCE_HINT": "LATENCY"}
     # No node runs the pods here: the status says so honestly.
-    status = wait_until(
-        lambda: (
-            (m := get(cluster, "inferencemodel", "resnet", namespace))
-            and condition(m, "Ready").get("reason") == "RollingOut"
-            and m
-        ),
-        60,
-        "a Ready condition",
-    )
+    status = wait_for_reason(cluster, "resnet", namespace, "RollingOut")
     ready = condition(status, "Ready")
     assert ready["status"] == "False"
     assert ready["observedGeneration"] == status["metadata"]["generation"]
@@ -74,15 +72,7 @@ def test_a_refused_model_reports_why_with_a_condition_and_an_event(
             "gpu-host", namespace, device={"targetDevice": "GPU", "accessMode": "HostDevices"}
         ),
     )
-    model = wait_until(
-        lambda: (
-            (m := get(cluster, "inferencemodel", "gpu-host", namespace))
-            and condition(m, "Ready").get("reason") == "PrivilegeNotAllowed"
-            and m
-        ),
-        60,
-        "a refusal",
-    )
+    model = wait_for_reason(cluster, "gpu-host", namespace, "PrivilegeNotAllowed")
     assert "allowPrivileged" in condition(model, "Ready")["message"]
     assert condition(model, "Degraded")["status"] == "True"
     assert get(cluster, "deployment", "gpu-host", namespace) is None
@@ -207,14 +197,6 @@ def test_a_spec_admission_cannot_check_is_reported_as_invalid(
     cluster: ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:
     apply(cluster, model_manifest("twice", namespace, device={"targetDevice": "MULTI:CPU,CPU"}))
-    model = wait_until(
-        lambda: (
-            (m := get(cluster, "inferencemodel", "twice", namespace))
-            and condition(m, "Ready").get("reason") == "InvalidSpec"
-            and m
-        ),
-        60,
-        "an InvalidSpec condition",
-    )
+    model = wait_for_reason(cluster, "twice", namespace, "InvalidSpec")
     assert "device CPU is listed twice" in condition(model, "Ready")["message"]
     assert get(cluster, "deployment", "twice", namespace) is None
