@@ -183,7 +183,12 @@ def _announce(owner: dict[str, Any], before: dict[str, Any], after: dict[str, An
 _status_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
 
-async def refresh_status(namespace: str, name: str, applied_replicas: int | None = None) -> None:
+async def refresh_status(
+    namespace: str,
+    name: str,
+    applied_replicas: int | None = None,
+    deployment: dict[str, Any] | None = None,
+) -> None:
     """Recompute the status from the freshest model and Deployment, and write what changed.
 
     Every status write goes through here, one at a time per model, reading just before
@@ -199,11 +204,10 @@ async def refresh_status(namespace: str, name: str, applied_replicas: int | None
         previous: dict[str, Any] = owner.get("status") or {}
         parsed = _parse(owner)
         rendered = None if isinstance(parsed, str) else render(parsed, Context.settings)
-        deployment = (
-            await kube.get("apps/v1", "Deployment", namespace, name)
-            if isinstance(rendered, Rendered)
-            else None
-        )
+        if not isinstance(rendered, Rendered):
+            deployment = None
+        elif deployment is None:
+            deployment = await kube.get("apps/v1", "Deployment", namespace, name)
         status = build_status(
             generation=owner["metadata"].get("generation"),
             previous=previous,
@@ -233,14 +237,16 @@ async def _reconcile(body: kopf.Body, *, compare_first: bool, prune: bool) -> No
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     parsed = _parse(body)
     applied: int | None = None
+    deployment: dict[str, Any] | None = None
     if not isinstance(parsed, str):
         rendered = render(parsed, Context.settings)
         if isinstance(rendered, Rendered):
             deployment = await _apply_all(body, rendered, compare_first, prune)
-            applied, _scaled = await _push_replicas(
+            applied, deployment = await _push_replicas(
                 parsed, (body.get("status") or {}).get("appliedReplicas"), deployment
             )
-    await refresh_status(namespace, name, applied)
+    # The Deployment as the apply (or scale) returned it is the freshest there is.
+    await refresh_status(namespace, name, applied, deployment)
 
 
 @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
@@ -263,4 +269,5 @@ async def resumed(body: kopf.Body, **_: Any) -> None:
 async def deployment_changed(body: kopf.Body, **_: Any) -> None:
     name = (body["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
     if name:
-        await refresh_status(body["metadata"]["namespace"], name)
+        # The event carries the Deployment as it is now: no need to read it again.
+        await refresh_status(body["metadata"]["namespace"], name, deployment=dict(body))

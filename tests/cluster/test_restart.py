@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import yaml
 
 from kubevino_operator.rbac import NAME
 from tests.cluster.conftest import OPERATOR_NAMESPACE, condition, get, model_manifest, wait_until
-from tests.harness.controlplane import ControlPlane
+from tests.harness.controlplane import ControlPlane, free_port
 from tests.harness.operator import OperatorProcess
 
 pytestmark = pytest.mark.cluster
@@ -119,3 +120,31 @@ def test_an_operator_given_namespaces_watches_only_those(
         scoped.stop()
         operator.start()
     wait_until(lambda: get(cluster, "deployment", "m", other), 60, "picked up after restart")
+
+
+def test_the_operator_serves_a_liveness_endpoint_for_its_own_pod(
+    cluster: ControlPlane, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    port = free_port()
+    operator.stop()
+    # A later --health-port wins over the harness's "--health-port 0".
+    probed = OperatorProcess(
+        operator.kubeconfig,
+        operator.settings,
+        tmp_path / "probed.log",
+        extra_args=["--health-port", str(port)],
+    )
+    probed.start()
+    try:
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+
+        wait_until(healthy, 60, "/healthz answering 200")
+    finally:
+        probed.stop()
+        operator.start()
