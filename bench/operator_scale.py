@@ -97,55 +97,57 @@ def main() -> int:
         settings_file.write_text("{}\n")
         operator = OperatorProcess(kubeconfig, settings_file, plane.directory / "operator.log")
         operator.start()
-        time.sleep(3)
+        try:
+            time.sleep(3)
 
-        # The floor: the same bundles, rendered offline, applied directly.
-        bundles: list[dict[str, Any]] = []
-        for index in range(count):
-            model = InferenceModel.model_validate(manifest(f"m{index}", "floor"))
-            result = render(model, Settings())
-            assert isinstance(result, Rendered)
-            bundles.extend(result.objects)
-        floor_file = plane.directory / "floor.yaml"
-        floor_file.write_text(yaml.safe_dump_all(bundles))
-        started = time.perf_counter()
-        plane.kubectl("apply", "--server-side", "-f", str(floor_file))
-        floor = time.perf_counter() - started
+            # The floor: the same bundles, rendered offline, applied directly.
+            bundles: list[dict[str, Any]] = []
+            for index in range(count):
+                model = InferenceModel.model_validate(manifest(f"m{index}", "floor"))
+                result = render(model, Settings())
+                assert isinstance(result, Rendered)
+                bundles.extend(result.objects)
+            floor_file = plane.directory / "floor.yaml"
+            floor_file.write_text(yaml.safe_dump_all(bundles))
+            started = time.perf_counter()
+            plane.kubectl("apply", "--server-side", "-f", str(floor_file))
+            floor = time.perf_counter() - started
 
-        models_file = plane.directory / "models.yaml"
-        models_file.write_text(
-            yaml.safe_dump_all([manifest(f"m{i}", "scale") for i in range(count)])
-        )
-        started = time.perf_counter()
-        plane.kubectl("apply", "--server-side", "-f", str(models_file))
-        while True:
-            deployments, current = count_current(plane, "scale")
-            if deployments == count and current == count:
-                break
-            if time.perf_counter() - started > 600:
-                print(f"gave up: {deployments} Deployments, {current} current statuses")
-                return 1
-            time.sleep(1)
-        elapsed = time.perf_counter() - started
-        assert operator.process is not None
-        rss = peak_rss_mb(operator.process.pid)
+            models_file = plane.directory / "models.yaml"
+            models_file.write_text(
+                yaml.safe_dump_all([manifest(f"m{i}", "scale") for i in range(count)])
+            )
+            started = time.perf_counter()
+            plane.kubectl("apply", "--server-side", "-f", str(models_file))
+            while True:
+                deployments, current = count_current(plane, "scale")
+                if deployments == count and current == count:
+                    break
+                if time.perf_counter() - started > 600:
+                    print(f"gave up: {deployments} Deployments, {current} current statuses")
+                    return 1
+                time.sleep(1)
+            elapsed = time.perf_counter() - started
+            assert operator.process is not None
+            rss = peak_rss_mb(operator.process.pid)
 
-        # Let the world settle (ReplicaSets, pods, the statuses that follow them): a no-op
-        # resync is measured from a quiet operator, not one still catching up.
-        quiet_since = time.time()
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            time.sleep(2)
-            if operator_writes(plane.audit_log, quiet_since):
-                quiet_since = time.time()
-            elif time.time() - quiet_since >= 10:
-                break
-        operator.stop()
-        restarted = time.time()
-        operator.start()
-        time.sleep(args.resync_seconds)
-        writes = operator_writes(plane.audit_log, restarted)
-        operator.stop()
+            # Let the world settle (ReplicaSets, pods, the statuses that follow them): a no-op
+            # resync is measured from a quiet operator, not one still catching up.
+            quiet_since = time.time()
+            deadline = time.time() + 180
+            while time.time() < deadline:
+                time.sleep(2)
+                if operator_writes(plane.audit_log, quiet_since):
+                    quiet_since = time.time()
+                elif time.time() - quiet_since >= 10:
+                    break
+            operator.stop()
+            restarted = time.time()
+            operator.start()
+            time.sleep(args.resync_seconds)
+            writes = operator_writes(plane.audit_log, restarted)
+        finally:
+            operator.stop()
 
     print(f"models                         {count}")
     print(f"operator: all Deployments + current statuses  {elapsed:6.1f} s   (goal <= 60 s)")
