@@ -10,13 +10,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -28,14 +23,10 @@ import tritonclient.http as triton_http
 from kubevino_operator.cli import main as kubevino
 from kubevino_runtime.demo_model import INPUT_NAME, OUTPUT_NAME, sample_input, write_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.runtime.serving import running_server
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def render_examples(out_dir: Path) -> None:
@@ -57,85 +48,52 @@ def render_examples(out_dir: Path) -> None:
             raise SystemExit(f"rendering {example.name} failed")
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"kubevino-serve exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("kubevino-serve did not become ready")
-
-
 def serve_and_ask(workdir: Path) -> None:
     base = workdir / "classifier"
     write_model(base)
-    rest_port, grpc_port = free_port(), free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "kubevino_runtime",
+    args = [
         "--model_path",
         str(base),
         "--model_name",
         "classifier",
-        "--port",
-        str(grpc_port),
-        "--rest_port",
-        str(rest_port),
-        "--rest_bind_address",
-        "127.0.0.1",
-        "--grpc_bind_address",
-        "127.0.0.1",
         "--plugin_config",
         '{"PERFORMANCE_HINT": "LATENCY"}',
     ]
-    print(f"== serving the bundled model: {' '.join(command[2:])}")
-    env = {**os.environ, "KUBEVINO_TERMINATION_LOG": str(workdir / "termination-log")}
-    process = subprocess.Popen(command, env=env)
-    try:
-        rest = f"http://127.0.0.1:{rest_port}"
-        wait_ready(rest, process)
+    print(f"== serving the bundled model: kubevino-serve {' '.join(args)}")
+    with running_server(args, workdir) as server:
+        server.wait_ready(timeout=120)
         image = sample_input()
         expected = ov.Core().compile_model(str(base / "1" / "model.xml"), "CPU")(image)[0]
 
-        grpc_client = triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        grpc_client = triton_grpc.InferenceServerClient(server.grpc)
         tensor = triton_grpc.InferInput(INPUT_NAME, list(image.shape), "FP32")
         tensor.set_data_from_numpy(image)
         over_grpc = grpc_client.infer("classifier", [tensor]).as_numpy(OUTPUT_NAME)
 
-        http_client = triton_http.InferenceServerClient(f"127.0.0.1:{rest_port}")
+        http_client = triton_http.InferenceServerClient(server.rest.removeprefix("http://"))
         tensor = triton_http.InferInput(INPUT_NAME, list(image.shape), "FP32")
         tensor.set_data_from_numpy(image)
         over_rest = http_client.infer("classifier", [tensor]).as_numpy(OUTPUT_NAME)
 
         request = urllib.request.Request(
-            f"{rest}/v1/models/classifier:predict",
+            f"{server.rest}/v1/models/classifier:predict",
             data=json.dumps({"instances": image.tolist()}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request) as response:
             over_tfs = np.array(json.load(response)["predictions"], dtype=np.float32)
 
-        top = np.argsort(expected[0])[::-1][:5]
-        print(f"== top-5 classes: {top.tolist()} (p={expected[0][top].round(4).tolist()})")
-        for name, got in (
-            ("KServe gRPC", over_grpc),
-            ("KServe REST", over_rest),
-            ("TF-Serving REST", over_tfs),
-        ):
-            same = np.allclose(got, expected, rtol=1e-6, atol=0)
-            print(f"   {name:16} equals in-process OpenVINO: {same}")
-            if not same:
-                raise SystemExit(f"{name} answered differently")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+    top = np.argsort(expected[0])[::-1][:5]
+    print(f"== top-5 classes: {top.tolist()} (p={expected[0][top].round(4).tolist()})")
+    for name, got in (
+        ("KServe gRPC", over_grpc),
+        ("KServe REST", over_rest),
+        ("TF-Serving REST", over_tfs),
+    ):
+        same = np.allclose(got, expected, rtol=1e-6, atol=0)
+        print(f"   {name:16} equals in-process OpenVINO: {same}")
+        if not same:
+            raise SystemExit(f"{name} answered differently")
 
 
 def main() -> int:

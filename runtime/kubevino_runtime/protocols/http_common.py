@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from kubevino_runtime.errors import ErrorKind, ServingError
@@ -18,3 +20,18 @@ async def read_body(request: web.Request, max_body: int) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def handled(handler: Handler) -> Handler:
+    """Turn a ServingError into the JSON error both REST APIs use: {"error": message}."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ServingError as error:
+            return web.json_response({"error": error.message}, status=error.http_status)
+
+    return wrapped

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,7 @@ from aiohttp import web
 
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.errors import ServingError, invalid
-from kubevino_runtime.protocols.http_common import read_body
+from kubevino_runtime.protocols.http_common import handled, read_body
 from kubevino_runtime.tensors import (
     BINARY_HEADER,
     from_json_data,
@@ -24,21 +23,6 @@ from kubevino_runtime.tensors import (
 )
 
 API = "KServe"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error_response(error: ServingError) -> web.Response:
-    return web.json_response({"error": error.message}, status=error.http_status)
-
-
-def _handled(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ServingError as error:
-            return error_response(error)
-
-    return wrapped
 
 
 def _decode_inputs(header: dict[str, Any], payload: memoryview) -> dict[str, npt.NDArray[Any]]:
@@ -124,15 +108,15 @@ class KServeRest:
         model = "/v2/models/{name}"
         versioned = "/v2/models/{name}/versions/{version}"
         return [
-            web.get("/v2", _handled(self.server_metadata)),
-            web.get("/v2/health/live", _handled(self.live)),
-            web.get("/v2/health/ready", _handled(self.ready)),
-            web.get(model, _handled(self.model_metadata)),
-            web.get(versioned, _handled(self.model_metadata)),
-            web.get(model + "/ready", _handled(self.model_ready)),
-            web.get(versioned + "/ready", _handled(self.model_ready)),
-            web.post(model + "/infer", _handled(self.infer)),
-            web.post(versioned + "/infer", _handled(self.infer)),
+            web.get("/v2", handled(self.server_metadata)),
+            web.get("/v2/health/live", handled(self.live)),
+            web.get("/v2/health/ready", handled(self.ready)),
+            web.get(model, handled(self.model_metadata)),
+            web.get(versioned, handled(self.model_metadata)),
+            web.get(model + "/ready", handled(self.model_ready)),
+            web.get(versioned + "/ready", handled(self.model_ready)),
+            web.post(model + "/infer", handled(self.infer)),
+            web.post(versioned + "/infer", handled(self.infer)),
         ]
 
     async def server_metadata(self, request: web.Request) -> web.Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -13,10 +12,9 @@ from aiohttp import web
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.engine import LoadedVersion, TensorInfo
 from kubevino_runtime.errors import ServingError, invalid, not_found
-from kubevino_runtime.protocols.http_common import read_body
+from kubevino_runtime.protocols.http_common import handled, read_body
 
 API = "TensorFlowServing"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NAME = "{name:[^/:]+}"
 _VERSION = "{version:[0-9]+}"
 
@@ -34,16 +32,6 @@ _TF_DTYPES = {
     "uint64": "DT_UINT64",
     "bool": "DT_BOOL",
 }
-
-
-def _handled(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ServingError as error:
-            return web.json_response({"error": error.message}, status=error.http_status)
-
-    return wrapped
 
 
 def _array(value: Any, info: TensorInfo) -> npt.NDArray[Any]:
@@ -120,12 +108,12 @@ class TfServingRest:
         model = f"/v1/models/{_NAME}"
         versioned = f"{model}/versions/{_VERSION}"
         return [
-            web.get(model, _handled(self.status)),
-            web.get(versioned, _handled(self.status)),
-            web.get(model + "/metadata", _handled(self.metadata)),
-            web.get(versioned + "/metadata", _handled(self.metadata)),
-            web.post(model + ":predict", _handled(self.predict)),
-            web.post(versioned + ":predict", _handled(self.predict)),
+            web.get(model, handled(self.status)),
+            web.get(versioned, handled(self.status)),
+            web.get(model + "/metadata", handled(self.metadata)),
+            web.get(versioned + "/metadata", handled(self.metadata)),
+            web.post(model + ":predict", handled(self.predict)),
+            web.post(versioned + ":predict", handled(self.predict)),
         ]
 
     async def status(self, request: web.Request) -> web.Response:
