@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build pinned upstream Kubernetes binaries and etcd from the Go module proxy, cached per version
+# Build pinned upstream Kubernetes binaries, etcd and helm from the Go module proxy, cached per version
 # outside the checkout. Prints the directory holding them. Idempotent: a cached build is reused.
 #
 #   scripts/kube-bins.sh            # versions from scripts/versions.env
@@ -10,10 +10,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
 kube_version=${KUBEVINO_KUBE_VERSION:-$KUBE_VERSION}
 etcd_version=${KUBEVINO_ETCD_VERSION:-$ETCD_VERSION}
+helm_version=${KUBEVINO_HELM_VERSION:-$HELM_VERSION}
 cache=${KUBEVINO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubevino}
 components=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 kube_dir="$cache/kubernetes-$kube_version"
 etcd_dir="$cache/etcd-$etcd_version"
+helm_dir="$cache/helm-$helm_version"
 
 log() { echo "kube-bins: $*" >&2; }
 
@@ -80,11 +82,20 @@ GO
   rm -rf "$etcd_dir"; mv "$etcd_dir.partial" "$etcd_dir"
 }
 
+build_helm() {
+  log "building helm $helm_version"
+  mkdir -p "$helm_dir.partial"
+  GOBIN="$helm_dir.partial" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+    "helm.sh/helm/v3/cmd/helm@$helm_version"
+  rm -rf "$helm_dir"; mv "$helm_dir.partial" "$helm_dir"
+}
+
 complete() { for c in "$@"; do [[ -x "$c" ]] || return 1; done; }
 
 kube_paths=(); for c in "${components[@]}"; do kube_paths+=("$kube_dir/$c"); done
 complete "${kube_paths[@]}" || build_kubernetes
 complete "$etcd_dir/etcd" || build_etcd
+complete "$helm_dir/helm" || build_helm
 mkdir -p "$cache/bin-$kube_version"
-for path in "${kube_paths[@]}" "$etcd_dir/etcd"; do ln -sf "$path" "$cache/bin-$kube_version/"; done
+for path in "${kube_paths[@]}" "$etcd_dir/etcd" "$helm_dir/helm"; do ln -sf "$path" "$cache/bin-$kube_version/"; done
 echo "$cache/bin-$kube_version"

@@ -96,12 +96,12 @@ def _operator_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
 
     if args.settings:
         os.environ[SETTINGS_FILE_ENV] = args.settings
-    load_settings()  # fail now, with the file and field named, rather than in a handler
+    settings = load_settings()  # fail now, with the file and field named, not in a handler
     import kubevino_operator.handlers  # noqa: F401 - registers the handlers
 
     kopf.configure(verbose=args.verbose)
 
-    namespaces = args.namespace or []
+    namespaces = args.namespace or settings.watch_namespaces
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,

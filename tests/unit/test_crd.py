@@ -73,3 +73,8 @@ def test_serving_is_defaulted_so_the_scale_subresource_always_finds_replicas() -
 @pytest.mark.parametrize("path", example_paths(), ids=lambda path: path.name)
 def test_every_example_satisfies_the_crd_schema(path: Any) -> None:
     jsonschema.validate(yaml.safe_load(path.read_text()), openapi_schema())
+
+
+def test_the_charts_crd_is_the_generated_one() -> None:
+    chart_copy = REPO / "charts" / "kubevino" / "crds" / CRD_FILE.name
+    assert chart_copy.read_text() == crd_yaml(), f"copy {CRD_FILE} to {chart_copy}"
