@@ -35,7 +35,6 @@ from kubevino_operator.render import (
 from kubevino_operator.settings import Settings, load_settings
 from kubevino_operator.status import READY, build_status
 
-log = logging.getLogger("kubevino.operator")
 OPTIONAL_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"),
@@ -68,7 +67,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=api.GROUP, key="last-handled-configuration"
     )
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
-    settings.persistence.finalizer = f"{api.GROUP}/finalizer"
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
@@ -189,10 +187,12 @@ async def refresh_status(
     applied_replicas: int | None = None,
     deployment: dict[str, Any] | None = None,
 ) -> None:
-    """Recompute the status from the freshest model and Deployment, and write what changed.
+    """Recompute the status from the model as it is now, and write what changed.
 
-    Every status write goes through here, one at a time per model, reading just before
-    writing: a slower reconcile can never overwrite a newer Deployment event with stale data.
+    Every status write goes through here, one at a time per model. ``deployment`` is the
+    Deployment as the caller just saw it (an apply's response, a watch event); without it the
+    Deployment is read. Every change of a Deployment's status arrives as an event, so the last
+    write always reflects the newest Deployment.
     """
     lock = _status_locks.setdefault((namespace, name), asyncio.Lock())
     async with lock:
