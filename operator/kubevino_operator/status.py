@@ -2,7 +2,8 @@
 
 Conditions follow Kubernetes conventions and kstatus: ``Ready`` (it serves: every desired pod is
 available and the Deployment has observed our latest template), ``Progressing`` (a rollout or
-scale is under way), ``Degraded`` (stuck: refused, invalid, or the rollout failed). A condition's
+scale is under way), ``Degraded`` (stuck: refused, invalid, or the rollout failed), and their
+kstatus twins ``Reconciling`` and ``Stalled``. A condition's
 ``lastTransitionTime`` moves only when its status changes, so an unchanged world gives a
 byte-identical status and the operator writes nothing.
 """
@@ -18,6 +19,10 @@ from kubevino_operator.resolve import Refusal
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+# kstatus's abnormal-true pair (Flux, kubectl wait, cli-utils): Reconciling mirrors Progressing,
+# Stalled mirrors Degraded, so a refused model reads as Failed rather than forever InProgress.
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,7 @@ def build_status(
                 "podSecurityLevel": rendered.pod_security_level,
             }
         )
+    states = {**states, RECONCILING: states[PROGRESSING], STALLED: states[DEGRADED]}
     status["conditions"] = _conditions(states, generation, prior_conditions, now)
     # Carry over what other parts of the operator record (e.g. the replicas last pushed).
     for key in ("appliedReplicas",):

@@ -18,6 +18,7 @@ from tests.cluster.conftest import (
 )
 from tests.harness.controlplane import ControlPlane
 from tests.harness.operator import OperatorProcess
+from tests.unit.test_health_readers import argo_health, kstatus
 
 pytestmark = pytest.mark.cluster
 
@@ -56,6 +57,7 @@ def test_a_model_becomes_deployment_service_and_config_owned_by_it(
     status = wait_for_reason(cluster, "resnet", namespace, "RollingOut")
     ready = condition(status, "Ready")
     assert ready["status"] == "False"
+    assert argo_health(status)[0] == "Progressing" and kstatus(status) == "InProgress"
     assert ready["observedGeneration"] == status["metadata"]["generation"]
     assert condition(status, "Progressing")["status"] == "True"
     assert status["status"]["endpoints"]["grpc"] == f"resnet.{namespace}.svc.cluster.local:9000"
@@ -74,6 +76,8 @@ def test_a_refused_model_reports_why_with_a_condition_and_an_event(
     )
     model = wait_for_reason(cluster, "gpu-host", namespace, "PrivilegeNotAllowed")
     assert "allowPrivileged" in condition(model, "Ready")["message"]
+    # What GitOps tools make of the status the operator really wrote:
+    assert argo_health(model)[0] == "Degraded" and kstatus(model) == "Failed"
     assert condition(model, "Degraded")["status"] == "True"
     assert get(cluster, "deployment", "gpu-host", namespace) is None
     events = wait_until(

@@ -40,8 +40,15 @@ def deployment(
     }
 
 
+KSTATUS_TWINS = {"Reconciling", "Stalled"}
+
+
 def _conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    """Ready/Progressing/Degraded; their kstatus twins are checked to mirror them."""
+    found = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert found["Reconciling"] == found["Progressing"]
+    assert found["Stalled"] == found["Degraded"]
+    return {kind: value for kind, value in found.items() if kind not in KSTATUS_TWINS}
 
 
 def _render() -> Rendered:
@@ -91,7 +98,13 @@ def test_transition_time_moves_only_when_the_status_flips() -> None:
         generation=1, previous=first, now=T1, rendered=_render(), deployment=deployment(1, 1)
     )
     times = {c["type"]: c["lastTransitionTime"] for c in ready["conditions"]}
-    assert times == {"Ready": T1, "Progressing": T1, "Degraded": T0}
+    assert times == {
+        "Ready": T1,
+        "Progressing": T1,
+        "Degraded": T0,
+        "Reconciling": T1,
+        "Stalled": T0,
+    }
 
 
 def test_a_stuck_rollout_is_degraded() -> None:
