@@ -210,48 +210,40 @@ class ControlPlane:
             certs / "admin.key",
         )
         self.wait_ready()
-        kubeconfig = str(self.admin_kubeconfig)
         self._start(
             "kube-controller-manager",
             [
-                "--kubeconfig",
-                kubeconfig,
-                "--authentication-kubeconfig",
-                kubeconfig,
-                "--authorization-kubeconfig",
-                kubeconfig,
+                *self._component_flags(),
                 "--service-account-private-key-file",
                 str(certs / "sa.key"),
                 "--root-ca-file",
                 str(certs / "ca.crt"),
-                "--leader-elect=false",
                 "--use-service-account-credentials=false",
-                "--bind-address",
-                "127.0.0.1",
-                "--secure-port",
-                str(free_port()),
                 "--controllers",
                 "*",
                 "--concurrent-gc-syncs",
                 "5",
             ],
         )
-        self._start(
-            "kube-scheduler",
-            [
-                "--kubeconfig",
-                kubeconfig,
-                "--authentication-kubeconfig",
-                kubeconfig,
-                "--authorization-kubeconfig",
-                kubeconfig,
-                "--leader-elect=false",
-                "--bind-address",
-                "127.0.0.1",
-                "--secure-port",
-                str(free_port()),
-            ],
-        )
+        self._start("kube-scheduler", self._component_flags())
+
+    def _component_flags(self) -> list[str]:
+        """What controller-manager and scheduler share: admin credentials, one instance,
+        serving only on loopback."""
+        kubeconfig = str(self.admin_kubeconfig)
+        return [
+            "--kubeconfig",
+            kubeconfig,
+            "--authentication-kubeconfig",
+            kubeconfig,
+            "--authorization-kubeconfig",
+            kubeconfig,
+            "--leader-elect=false",
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            str(free_port()),
+        ]
 
     def _start_apiserver(self, certs: Path, etcd_port: int) -> None:
         self._start(
