@@ -23,7 +23,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.cluster.test_restart import operator_writes
-from tests.harness.controlplane import REPO, ControlPlane, control_plane, write_kubeconfig
+from tests.harness.controlplane import ControlPlane, control_plane, write_kubeconfig
 from tests.harness.operator import OperatorProcess
 
 from kubevino_operator.api import InferenceModel
@@ -79,8 +79,7 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="kubevino-scale-") as scratch,
         control_plane(Path(scratch)) as plane,
     ):
-        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        plane.kubectl("wait", "--for=condition=Established", "crd/inferencemodels.kubevino.io")
+        plane.install_crds()
         for namespace in ("kubevino-system", "scale", "floor"):
             plane.kubectl("create", "namespace", namespace)
         plane.kubectl(

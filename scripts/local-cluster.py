@@ -39,7 +39,7 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="kubevino-cluster-") as scratch,
         control_plane(Path(scratch)) as plane,
     ):
-        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        plane.install_crds()
         plane.kubectl("create", "namespace", "kubevino-system")
         plane.kubectl(
             "apply", "-f", "-", stdin=yaml.safe_dump_all(service_account_objects("kubevino-system"))

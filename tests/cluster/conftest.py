@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from kubevino_operator.rbac import NAME, service_account_objects
-from tests.harness.controlplane import REPO, ControlPlane, control_plane, write_kubeconfig
+from tests.harness.controlplane import ControlPlane, control_plane, write_kubeconfig
 from tests.harness.operator import OperatorProcess
 
 OPERATOR_NAMESPACE = "kubevino-system"
@@ -24,13 +24,7 @@ T = TypeVar("T")
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     with control_plane(tmp_path_factory.mktemp("cluster")) as plane:
-        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        plane.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/inferencemodels.kubevino.io",
-        )
+        plane.install_crds()
         plane.kubectl("create", "namespace", OPERATOR_NAMESPACE)
         plane.kubectl(
             "apply",

@@ -332,6 +332,24 @@ class ControlPlane:
         for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             self._stop(name)
 
+    def install_crds(self, timeout: float = 60) -> None:
+        """Apply crds/ and wait until the API server serves them.
+
+        Polled rather than `kubectl wait`: right after the apply the CRD may have no
+        conditions yet, and kubectl wait then fails instead of waiting.
+        """
+        self.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        query = '{.status.conditions[?(@.type=="Established")].status}'
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = self.kubectl(
+                "get", "crd/inferencemodels.kubevino.io", "-o", f"jsonpath={query}", check=False
+            )
+            if done.stdout.strip() == "True":
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the InferenceModel CRD was not established in time")
+
     def kubectl(
         self,
         *args: str,
