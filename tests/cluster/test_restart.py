@@ -16,8 +16,9 @@ import yaml
 
 from kubevino_operator.rbac import NAME
 from tests.cluster.conftest import OPERATOR_NAMESPACE, condition, get, model_manifest, wait_until
-from tests.harness.controlplane import ControlPlane, free_port
+from tests.harness.controlplane import ControlPlane
 from tests.harness.operator import OperatorProcess
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.cluster
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{NAME}"

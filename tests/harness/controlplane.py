@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -18,15 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness.ports import free_port, free_ports
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_CIDR = "10.0.0.0/16"  # room for thousands of Services (the scale bench)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def kube_binaries() -> Path:
@@ -180,8 +174,7 @@ class ControlPlane:
     def start(self) -> None:
         certs = self.directory / "pki"
         make_certificates(certs)
-        etcd_port, peer_port = free_port(), free_port()
-        self.api_port = free_port()
+        etcd_port, peer_port, self.api_port = free_ports(3)
         self._start(
             "etcd",
             [

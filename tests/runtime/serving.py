@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +14,7 @@ from pathlib import Path
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.harness.ports import free_ports
 
 
 @dataclass
@@ -74,7 +68,7 @@ class RunningServer:
 def running_server(
     args: list[str], tmp_path: Path, *, wait_live: bool = True, env: dict[str, str] | None = None
 ) -> Iterator[RunningServer]:
-    rest_port, grpc_port = free_port(), free_port()
+    rest_port, grpc_port = free_ports(2)
     log_path = tmp_path / f"server-{rest_port}.log"
     command = [
         sys.executable,
