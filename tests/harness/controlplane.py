@@ -35,7 +35,7 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_certificates(directory: Path) -> None:
+def make_certificates(directory: Path, extra_ips: tuple[str, ...] = ()) -> None:
     """A CA, the API server's serving cert, an admin client cert, the service-account keys."""
     directory.mkdir(parents=True, exist_ok=True)
     _openssl(
@@ -58,6 +58,7 @@ def make_certificates(directory: Path) -> None:
         [
             "IP:127.0.0.1",
             "IP:10.0.0.1",
+            *(f"IP:{ip}" for ip in extra_ips),
             "DNS:localhost",
             "DNS:kubernetes",
             "DNS:kubernetes.default",
@@ -142,6 +143,9 @@ class ControlPlane:
     directory: Path
     binaries: Path
     api_port: int = 0
+    # Set for the node tier: the API server listens on every address of its network
+    # namespace and advertises this one, so pods reach it through the kubernetes Service.
+    node_ip: str | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -173,7 +177,7 @@ class ControlPlane:
 
     def start(self) -> None:
         certs = self.directory / "pki"
-        make_certificates(certs)
+        make_certificates(certs, (self.node_ip,) if self.node_ip else ())
         etcd_port, peer_port, self.api_port = free_ports(3)
         self._start(
             "etcd",
@@ -238,22 +242,41 @@ class ControlPlane:
             str(free_port()),
         ]
 
+    def _address_flags(self, certs: Path) -> list[str]:
+        if self.node_ip is None:
+            return [
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                # Loopback is refused as an endpoint from v1.37 on; pods need no
+                # kubernetes Service without a node.
+                "--endpoint-reconciler-type",
+                "none",
+            ]
+        return [
+            "--bind-address",
+            "0.0.0.0",
+            "--advertise-address",
+            self.node_ip,
+            # logs, exec and port-forward go to the kubelet, with the admin identity.
+            "--kubelet-client-certificate",
+            str(certs / "admin.crt"),
+            "--kubelet-client-key",
+            str(certs / "admin.key"),
+            "--kubelet-preferred-address-types",
+            "InternalIP",
+        ]
+
     def _start_apiserver(self, certs: Path, etcd_port: int) -> None:
         self._start(
             "kube-apiserver",
             [
                 "--etcd-servers",
                 f"http://127.0.0.1:{etcd_port}",
-                "--bind-address",
-                "127.0.0.1",
                 "--secure-port",
                 str(self.api_port),
-                "--advertise-address",
-                "127.0.0.1",
-                # Loopback is refused as an endpoint from v1.37 on; pods need no
-                # kubernetes Service in this tier.
-                "--endpoint-reconciler-type",
-                "none",
+                *self._address_flags(certs),
                 "--tls-cert-file",
                 str(certs / "apiserver.crt"),
                 "--tls-private-key-file",
@@ -369,8 +392,8 @@ class ControlPlane:
 
 
 @contextmanager
-def control_plane(directory: Path) -> Iterator[ControlPlane]:
-    plane = ControlPlane(directory, kube_binaries())
+def control_plane(directory: Path, node_ip: str | None = None) -> Iterator[ControlPlane]:
+    plane = ControlPlane(directory, kube_binaries(), node_ip=node_ip)
     try:
         plane.start()
         yield plane

@@ -45,3 +45,22 @@ def built_images() -> dict[str, str]:
         raise AssertionError(f"build-images.sh failed:\n{done.stderr[-6000:]}")
     tags = done.stdout.split()
     return dict(zip(TARGETS, tags, strict=True))
+
+
+def built_images_saved(targets: tuple[str, ...]) -> tuple[dict[str, str], dict[str, Path]]:
+    """Tags and docker-archives (for containerd) of some targets, saved under the cache."""
+    tags = built_images()
+    cache = Path(podman_environment()["CONTAINERS_CONF"]).parent / "image-archives"
+    cache.mkdir(parents=True, exist_ok=True)
+    archives: dict[str, Path] = {}
+    for target in targets:
+        image_id = podman("image", "inspect", "--format", "{{.Id}}", tags[target]).stdout.strip()
+        archive = cache / f"{target}-{image_id[:16]}.tar"
+        if not archive.exists():
+            for stale in cache.glob(f"{target}-*.tar"):
+                stale.unlink()
+            partial = archive.with_suffix(".partial")
+            podman("save", "--format", "docker-archive", "-o", str(partial), tags[target])
+            partial.rename(archive)
+        archives[target] = archive
+    return {target: tags[target] for target in targets}, archives

@@ -1,0 +1,46 @@
+"""Node tier: the control plane and a real node (kubelet, containerd, runc, CNI, kube-proxy)
+inside a network namespace this tier makes, our images imported, the chart installed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness.controlplane import ControlPlane, control_plane
+from tests.harness.images import built_images_saved
+from tests.harness.netns import NetworkNamespace, network_namespace
+from tests.harness.node import Node
+
+
+@dataclass
+class Cluster:
+    plane: ControlPlane
+    node: Node
+    namespace: NetworkNamespace
+    images: dict[str, str]
+    directory: Path
+
+
+@pytest.fixture(scope="package")
+def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        pytest.skip("the node tier runs a kubelet, containerd and network namespaces: run as root")
+    directory = tmp_path_factory.mktemp("e2e")
+    images, archives = built_images_saved(("operator", "runtime"))
+    with (
+        network_namespace() as namespace,
+        namespace.entered(),
+        control_plane(directory / "plane", node_ip=namespace.node_ip) as plane,
+    ):
+        node = Node(directory / "node", plane, namespace.node_ip)
+        try:
+            node.start()
+            for archive in archives.values():
+                node.import_image(archive)
+            yield Cluster(plane, node, namespace, images, directory)
+        finally:
+            node.stop()

@@ -1,0 +1,80 @@
+"""What the node-tier tests share: helm, port-forwards, model directories on the node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kubevino_runtime.demo_model import write_model
+from tests.harness.controlplane import REPO, ControlPlane
+from tests.harness.ports import free_ports
+
+
+def helm(plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [plane.binary("helm"), "--kubeconfig", str(plane.admin_kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def node_model_directory(root: Path, name: str = "classifier") -> Path:
+    """The bundled model in Model Server's layout, readable by the pods' non-root user."""
+    base = root / name
+    write_model(base)
+    for path in [root, *base.rglob("*"), base]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return base
+
+
+@contextmanager
+def port_forward(
+    plane: ControlPlane, namespace: str, target: str, *ports: int
+) -> Iterator[list[int]]:
+    local = free_ports(len(ports))
+    mapping = [f"{mine}:{theirs}" for mine, theirs in zip(local, ports, strict=True)]
+    process = subprocess.Popen(
+        [plane.binary("kubectl"), "--kubeconfig", str(plane.admin_kubeconfig), "-n",
+         namespace, "port-forward", "--address", "127.0.0.1", target, *mapping],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        seen = ""
+        deadline = time.monotonic() + 30
+        while seen.count("Forwarding from") < len(ports):
+            line = process.stdout.readline()
+            if not line or time.monotonic() > deadline:
+                raise AssertionError(f"port-forward to {target} failed: {seen}{line}")
+            seen += line
+        yield local
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def run_clients(rest: str, grpc_address: str, model: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.client", rest, grpc_address, model],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"clients failed:\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result

@@ -1,0 +1,452 @@
+"""A real node for the test control plane: containerd + runc + CNI bridge + kubelet +
+kube-proxy, all inside the test's network namespace, with their own directories.
+
+Teardown leaves nothing: pods deleted and their tasks gone, processes stopped by pid,
+leftover shims of this containerd stopped, mounts under the node's directory unmounted,
+the kubelet's cgroups removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.harness.controlplane import ControlPlane, write_kubeconfig
+
+PAUSE_IMAGE = "kubevino.local/pause:1"
+POD_CIDR = "10.88.0.0/16"
+CNI_BIN = "/usr/lib/cni"
+NODE_DEBIAN_PACKAGES = ("containerd", "runc", "containernetworking-plugins", "iptables")
+# The pause program: waits for a signal. Built once with the machine's Go toolchain.
+PAUSE_SOURCE = """package main
+
+import (
+\t"os"
+\t"os/signal"
+\t"syscall"
+)
+
+func main() {
+\tsignals := make(chan os.Signal, 1)
+\tsignal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+\t<-signals
+}
+"""
+
+
+def cache_directory() -> Path:
+    return Path(os.environ.get("KUBEVINO_CACHE", Path.home() / ".cache" / "kubevino"))
+
+
+def ensure_node_packages() -> None:
+    missing = [
+        binary
+        for binary in ("containerd", "runc", f"{CNI_BIN}/bridge", "iptables")
+        if not (Path(binary).exists() or _which(binary))
+    ]
+    if missing:
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *NODE_DEBIAN_PACKAGES],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+
+
+def _which(name: str) -> bool:
+    return any(
+        (Path(directory) / name).exists() for directory in os.environ["PATH"].split(os.pathsep)
+    )
+
+
+def pause_archive() -> Path:
+    """A docker-archive of the pause image, made once per cache (no registry needed)."""
+    archive = cache_directory() / "pause-1" / "pause.tar"
+    if archive.exists():
+        return archive
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    work = archive.parent / f"build-{uuid.uuid4().hex[:6]}"
+    work.mkdir()
+    (work / "main.go").write_text(PAUSE_SOURCE)
+    environment = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    subprocess.run(["go", "mod", "init", "kubevino.local/pause"], cwd=work, check=True,
+                   capture_output=True, env=environment)  # fmt: skip
+    subprocess.run(["go", "build", "-ldflags", "-s -w", "-o", "pause", "."], cwd=work,
+                   check=True, capture_output=True, env=environment)  # fmt: skip
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        info = tar.gettarinfo(str(work / "pause"), arcname="pause")
+        info.uid = info.gid = 0
+        info.mtime = 0
+        with (work / "pause").open("rb") as binary:
+            tar.addfile(info, binary)
+    layer_bytes = layer.getvalue()
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{_sha256(layer_bytes)}"]},
+    }
+    config_bytes = json.dumps(config).encode()
+    manifest = [{"Config": "config.json", "RepoTags": [PAUSE_IMAGE], "Layers": ["layer.tar"]}]
+    partial = archive.with_suffix(".partial")
+    with tarfile.open(partial, mode="w") as tar:
+        for name, data in (
+            ("layer.tar", layer_bytes),
+            ("config.json", config_bytes),
+            ("manifest.json", json.dumps(manifest).encode()),
+        ):
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    partial.rename(archive)
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    return archive
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+CONTAINERD_CONFIG = """\
+version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+                    "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = "{socket}"
+[ttrpc]
+  address = "{socket}.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  # No CAP_SYS_RESOURCE on these machines: without it every sandbox fails to start.
+  restrict_oom_score_adj = true
+  enable_cdi = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni_bin}"
+    conf_dir = "{cni_conf}"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      SystemdCgroup = false
+"""
+
+
+@dataclass
+class Node:
+    directory: Path
+    plane: ControlPlane
+    ip: str
+    name: str = "kv-node"
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # The kubelet (cgroupfs driver) makes "kubepods" in every hierarchy; ours to remove
+    # unless it was there before us.
+    kubepods_before: bool = False
+
+    @property
+    def socket(self) -> Path:
+        return self.directory / "containerd" / "containerd.sock"
+
+    def _start(self, name: str, command: list[str]) -> None:
+        log = (self.directory / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def log(self, name: str) -> str:
+        return (self.directory / f"{name}.log").read_text(errors="replace")[-6000:]
+
+    def ctr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=timeout,
+        )
+
+    def import_image(self, archive: Path) -> None:
+        self.ctr("images", "import", "--no-unpack=false", str(archive))
+
+    def start(self) -> None:
+        ensure_node_packages()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.kubepods_before = any(Path("/sys/fs/cgroup").glob("*/kubepods"))
+        self._start_containerd()
+        self.import_image(pause_archive())
+        self._start_kubelet()
+        self._start_kube_proxy()
+        self.wait_ready()
+
+    def _start_containerd(self) -> None:
+        base = self.directory / "containerd"
+        cni_conf = self.directory / "cni"
+        for directory in (base, cni_conf):
+            directory.mkdir(parents=True, exist_ok=True)
+        (cni_conf / "10-kubevino-e2e.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "0.4.0",
+                    "name": "kubevino-e2e",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": "kvbr0",
+                            "isGateway": True,
+                            "ipMasq": False,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "ranges": [[{"subnet": POD_CIDR}]],
+                                "routes": [{"dst": "0.0.0.0/0"}],
+                                "dataDir": str(self.directory / "cni-ipam"),
+                            },
+                        },
+                        {"type": "portmap", "capabilities": {"portMappings": True}},
+                    ],
+                }
+            )
+        )
+        config = base / "config.toml"
+        config.write_text(
+            CONTAINERD_CONFIG.format(
+                root=base / "root",
+                state=base / "state",
+                socket=self.socket,
+                pause=PAUSE_IMAGE,
+                cni_bin=CNI_BIN,
+                cni_conf=cni_conf,
+            )
+        )
+        self._start("containerd", ["containerd", "--config", str(config)])
+        deadline = time.monotonic() + 30
+        while not self.socket.exists():
+            if self.processes["containerd"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"containerd did not start:\n{self.log('containerd')}")
+            time.sleep(0.2)
+
+    def _kubeconfig(self) -> Path:
+        path = self.directory / "node.kubeconfig"
+        pki = self.plane.directory / "pki"
+        write_kubeconfig(
+            path,
+            f"https://{self.ip}:{self.plane.api_port}",
+            pki / "ca.crt",
+            pki / "admin.crt",
+            pki / "admin.key",
+        )
+        return path
+
+    def _start_kubelet(self) -> None:
+        resolv = self.directory / "resolv.conf"
+        resolv.write_text(f"nameserver {self.ip}\n")  # nothing answers; nothing leaves
+        config = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "cgroupDriver": "cgroupfs",
+            "failSwapOn": False,
+            "containerRuntimeEndpoint": f"unix://{self.socket}",
+            "resolvConf": str(resolv),
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True},
+                "x509": {"clientCAFile": str(self.plane.directory / "pki" / "ca.crt")},
+            },
+            "authorization": {"mode": "Webhook"},
+            "address": self.ip,
+            "healthzBindAddress": "127.0.0.1",
+            "readOnlyPort": 0,
+            # The machine's disks may be nearly full; that must not evict test pods.
+            "evictionHard": {
+                "memory.available": "100Mi",
+                "nodefs.available": "1%",
+                "imagefs.available": "1%",
+                "nodefs.inodesFree": "1%",
+            },
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
+            "serializeImagePulls": False,
+            "syncFrequency": "5s",
+            "fileCheckFrequency": "5s",
+            "nodeStatusUpdateFrequency": "4s",
+        }
+        config_path = self.directory / "kubelet.json"
+        config_path.write_text(json.dumps(config))
+        self._start(
+            "kubelet",
+            [
+                self.plane.binary("kubelet"),
+                "--config",
+                str(config_path),
+                "--kubeconfig",
+                str(self._kubeconfig()),
+                "--root-dir",
+                str(self.directory / "kubelet"),
+                "--cert-dir",
+                str(self.directory / "kubelet-pki"),
+                "--hostname-override",
+                self.name,
+                "--node-ip",
+                self.ip,
+            ],
+        )
+
+    def _start_kube_proxy(self) -> None:
+        self._start(
+            "kube-proxy",
+            [
+                self.plane.binary("kube-proxy"),
+                "--kubeconfig",
+                str(self._kubeconfig()),
+                "--hostname-override",
+                self.name,
+                "--proxy-mode",
+                "iptables",
+                "--cluster-cidr",
+                POD_CIDR,
+                "--bind-address",
+                self.ip,
+                "--metrics-bind-address",
+                "127.0.0.1:10249",
+                "--healthz-bind-address",
+                "127.0.0.1:10256",
+                # conntrack limits are the machine's, not this namespace's to change.
+                "--conntrack-max-per-core",
+                "0",
+                "--conntrack-tcp-timeout-established",
+                "0",
+                "--conntrack-tcp-timeout-close-wait",
+                "0",
+            ],
+        )
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        query = '{.status.conditions[?(@.type=="Ready")].status}'
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name in ("containerd", "kubelet", "kube-proxy"):
+                if self.processes[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited:\n{self.log(name)}")
+            done = self.plane.kubectl(
+                "get", "node", self.name, "-o", f"jsonpath={query}", check=False
+            )
+            if done.stdout.strip() == "True":
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"node not Ready in {timeout} s:\n{self.log('kubelet')}")
+
+    # ---- teardown --------------------------------------------------------------------
+    def stop(self) -> None:
+        try:
+            self._drain()
+        finally:
+            for name in ("kube-proxy", "kubelet"):
+                self._stop_process(name)
+            self._stop_leftover_tasks()
+            self._stop_process("containerd")
+            self._stop_shims()
+            self._unmount_all()
+            self._remove_cgroups()
+
+    def _drain(self, timeout: float = 90) -> None:
+        if self.processes.get("kubelet") is None or self.processes["kubelet"].poll() is not None:
+            return
+        self.plane.kubectl(
+            "delete", "pods", "--all", "--all-namespaces", "--grace-period", "5",
+            "--wait=false", check=False,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            left = self.plane.kubectl(
+                "get", "pods", "--all-namespaces", "-o", "name", check=False
+            ).stdout.strip()
+            tasks = self._tasks()
+            if not left and not tasks:
+                return
+            time.sleep(1)
+
+    def _tasks(self) -> list[str]:
+        try:
+            listed = self.ctr("tasks", "ls", "--quiet", timeout=20).stdout
+        except (subprocess.SubprocessError, OSError):
+            return []
+        return [line for line in listed.split() if line]
+
+    def _stop_leftover_tasks(self) -> None:
+        if self.processes.get("containerd") is None:
+            return
+        for task in self._tasks():
+            subprocess.run(
+                ["ctr", "--address", str(self.socket), "-n", "k8s.io", "tasks", "kill",
+                 "--signal", "SIGKILL", task],
+                capture_output=True, check=False, timeout=20,
+            )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while self._tasks() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for task in self._tasks():
+            subprocess.run(
+                ["ctr", "--address", str(self.socket), "-n", "k8s.io", "tasks", "delete",
+                 "--force", task],
+                capture_output=True, check=False, timeout=20,
+            )  # fmt: skip
+
+    def _stop_process(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _stop_shims(self) -> None:
+        """Shims outlive containerd by design; ours name our socket on their command line."""
+        marker = str(self.socket).encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"containerd-shim" in command and marker in command:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+
+    def _unmount_all(self) -> None:
+        prefix = str(self.directory.resolve())
+        for _ in range(5):
+            mounts = [
+                line.split()[4]
+                for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                if line.split()[4].startswith(prefix)
+            ]
+            if not mounts:
+                return
+            for mount in sorted(mounts, key=len, reverse=True):
+                subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
+
+    def _remove_cgroups(self) -> None:
+        if self.kubepods_before:
+            return
+        for root in Path("/sys/fs/cgroup").glob("*/kubepods"):
+            nested = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            for directory in [*nested, root]:
+                try:
+                    directory.rmdir()
+                except OSError as error:  # still busy: say so rather than hide it
+                    raise RuntimeError(f"cgroup {directory} left behind: {error}") from error
