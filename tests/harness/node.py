@@ -114,6 +114,11 @@ def pause_archive() -> Path:
     return archive
 
 
+def _pod_network_namespaces() -> list[str]:
+    directory = Path("/run/netns")
+    return [p.name for p in directory.glob("cni-*")] if directory.is_dir() else []
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -153,6 +158,8 @@ class Node:
     # The kubelet (cgroupfs driver) makes "kubepods" in every hierarchy; ours to remove
     # unless it was there before us.
     kubepods_before: bool = False
+    # containerd pins each pod's network namespace under /run/netns as cni-<id>.
+    pod_netns_before: frozenset[str] = frozenset()
 
     @property
     def socket(self) -> Path:
@@ -183,6 +190,7 @@ class Node:
         ensure_node_packages()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.kubepods_before = any(Path("/sys/fs/cgroup").glob("*/kubepods"))
+        self.pod_netns_before = frozenset(_pod_network_namespaces())
         self._start_containerd()
         self.import_image(pause_archive())
         self._start_kubelet()
@@ -356,6 +364,7 @@ class Node:
             self._stop_leftover_tasks()
             self._stop_process("containerd")
             self._stop_shims()
+            self._delete_pod_network_namespaces()
             self._unmount_all()
             self._remove_cgroups()
 
@@ -426,6 +435,10 @@ class Node:
             if b"containerd-shim" in command and marker in command:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
+
+    def _delete_pod_network_namespaces(self) -> None:
+        for name in set(_pod_network_namespaces()) - self.pod_netns_before:
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
 
     def _unmount_all(self) -> None:
         prefix = str(self.directory.resolve())
