@@ -15,6 +15,8 @@ import copy
 import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +73,8 @@ EXAMPLES = {
 PROBE = """
 import errno, json, os, stat
 results = {}
-for root in filter(None, os.environ.get("KUBEVINO_DEVICE_PATHS", "").split(",")):
+paths = os.environ.get("KUBEVINO_DEVICE_PATHS") or os.environ.get("PROBE_PATHS", "")
+for root in filter(None, paths.split(",")):
     found = [root] if not os.path.isdir(root) else [
         os.path.join(d, f) for d, _, files in os.walk(root) for f in files]
     for path in found:
@@ -142,7 +145,12 @@ def _example(name: str) -> InferenceModel:
 
 
 def _probe_pod(
-    rendered: Rendered, name: str, image: str, privileged: bool | None
+    rendered: Rendered,
+    name: str,
+    image: str,
+    privileged: bool | None,
+    namespace: str = NAMESPACE,
+    probe_paths: str = "",
 ) -> dict[str, Any]:
     """The rendered server pod as the kubelet gets it, with the probe in place of the server;
     only what needs objects this test does not create (config, claims) is left out."""
@@ -160,17 +168,19 @@ def _probe_pod(
     server["args"] = []
     if privileged is not None:
         server["securityContext"]["privileged"] = privileged
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NAMESPACE},
+    if probe_paths:
+        server["env"] = [*server.get("env", []), {"name": "PROBE_PATHS", "value": probe_paths}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
             "spec": spec}  # fmt: skip
 
 
 def _run_probe(e2e: Cluster, pod: dict[str, Any]) -> dict[str, Any]:
-    name = pod["metadata"]["name"]
+    name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
     e2e.plane.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
 
     def finished() -> dict[str, Any] | None:
         got = json.loads(
-            e2e.plane.kubectl("get", "pod", name, "-n", NAMESPACE, "-o", "json").stdout
+            e2e.plane.kubectl("get", "pod", name, "-n", namespace, "-o", "json").stdout
         )
         statuses = got["status"].get("containerStatuses") or []
         terminated = statuses[0]["state"].get("terminated") if statuses else None
@@ -179,7 +189,7 @@ def _run_probe(e2e: Cluster, pod: dict[str, Any]) -> dict[str, Any]:
     try:
         terminated = wait_until(finished, 120, f"probe pod {name} finished")
     finally:
-        e2e.plane.kubectl("delete", "pod", name, "-n", NAMESPACE, "--wait=false", check=False)
+        e2e.plane.kubectl("delete", "pod", name, "-n", namespace, "--wait=false", check=False)
     assert terminated["exitCode"] == 0, terminated
     result: dict[str, Any] = json.loads(terminated["message"])
     return result
@@ -233,3 +243,99 @@ def test_host_devices_are_refused_when_the_settings_forbid_privilege(
     assert isinstance(refused, Refusal)
     assert refused.reason == "PrivilegeNotAllowed"
     assert "allowPrivileged" in refused.message
+
+
+# Device-plugin mode: what each resource's plugin hands the container (container path,
+# fake node below the device root), as Intel's GPU/NPU plugins and the NCS2/HDDL plugins do.
+PLUGIN_DEVICES = {
+    "gpu.intel.com/i915": ("/dev/dri/renderD128", "dri/renderD128"),
+    "npu.intel.com/accel": ("/dev/accel/accel0", "accel/accel0"),
+    "squat.ai/ncs2": ("/dev/bus/usb/003/002", "bus/usb/003/002"),
+    "vpu.intel.com/hddl": ("/dev/ion", "ion"),
+}
+PLUGIN_EXAMPLES = {
+    "intel-gpu": "gpu.yaml",
+    "intel-npu": "npu.yaml",
+    "ncs2": "ncs2.yaml",
+    "hddl": "hddl.yaml",
+}
+RESTRICTED_NAMESPACE = "devices-restricted"
+
+
+@pytest.fixture(scope="module")
+def device_plugins(labelled_node: Cluster, device_root: Path) -> Iterator[Cluster]:
+    e2e = labelled_node
+    e2e.plane.kubectl("create", "namespace", RESTRICTED_NAMESPACE, check=False)
+    e2e.plane.kubectl(
+        "label", "namespace", RESTRICTED_NAMESPACE, "--overwrite",
+        "pod-security.kubernetes.io/enforce=restricted",
+    )  # fmt: skip
+    plugins: list[subprocess.Popen[str]] = []
+    try:
+        for resource, (container_path, relative) in PLUGIN_DEVICES.items():
+            plugins.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tests.e2e.deviceplugin",
+                        resource,
+                        f"{container_path}={device_root / relative}",
+                    ],
+                    cwd=REPO,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
+        for plugin in plugins:
+            assert plugin.stdout is not None
+            line = plugin.stdout.readline()
+            assert line.startswith("registered"), line + plugin.stdout.read()
+
+        def advertised() -> bool:
+            node = json.loads(e2e.plane.kubectl("get", "node", e2e.node.name, "-o", "json").stdout)
+            allocatable = node["status"]["allocatable"]
+            return all(allocatable.get(resource) == "1" for resource in PLUGIN_DEVICES)
+
+        wait_until(advertised, 60, "device plugin resources advertised")
+        yield e2e
+    finally:
+        for plugin in plugins:
+            plugin.terminate()
+        for plugin in plugins:
+            try:
+                plugin.wait(10)
+            except subprocess.TimeoutExpired:
+                plugin.kill()
+                plugin.wait()
+
+
+@pytest.mark.parametrize("accelerator", sorted(PLUGIN_EXAMPLES))
+def test_device_plugin_mode_gets_the_grant_without_privilege(
+    device_plugins: Cluster, settings: Settings, accelerator: str
+) -> None:
+    body: dict[str, Any] = yaml.safe_load(
+        (REPO / "examples" / PLUGIN_EXAMPLES[accelerator]).read_text()
+    )
+    body["metadata"]["namespace"] = NAMESPACE
+    body["spec"]["device"]["accessMode"] = "DevicePlugin"
+    rendered = render(InferenceModel.model_validate(body), settings)
+    assert isinstance(rendered, Rendered), rendered
+    resource = next(iter(rendered.resolution.device_claims)).profile.device_plugin
+    assert resource is not None
+    container_path, _ = PLUGIN_DEVICES[resource.resource]
+    deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
+    server = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert server["resources"]["limits"][resource.resource] == 1
+    assert not server["securityContext"].get("privileged")
+    # Restricted-level pods go where the real PodSecurity admission enforces "restricted".
+    namespace = RESTRICTED_NAMESPACE if rendered.pod_security_level == "restricted" else NAMESPACE
+    if accelerator != "hddl":  # HDDL's daemon sockets need root: privileged level
+        assert namespace == RESTRICTED_NAMESPACE
+    pod = _probe_pod(
+        rendered, f"plugin-{accelerator}", settings.runtime_image, None, namespace, container_path
+    )
+    observed = _run_probe(device_plugins, pod)
+    assert observed["open"] == {container_path: observed["open"][container_path]}, observed
+    assert observed["open"][container_path] in GRANTED, observed

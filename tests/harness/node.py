@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -26,6 +27,7 @@ from tests.harness.controlplane import ControlPlane, write_kubeconfig
 PAUSE_IMAGE = "kubevino.local/pause:1"
 POD_CIDR = "10.88.0.0/16"
 CNI_BIN = "/usr/lib/cni"
+VAR_LIB_KUBELET = Path("/var/lib/kubelet")
 NODE_DEBIAN_PACKAGES = ("containerd", "runc", "containernetworking-plugins", "iptables")
 # The pause program: waits for a signal. Built once with the machine's Go toolchain.
 PAUSE_SOURCE = """package main
@@ -160,6 +162,8 @@ class Node:
     kubepods_before: bool = False
     # containerd pins each pod's network namespace under /run/netns as cni-<id>.
     pod_netns_before: frozenset[str] = frozenset()
+    # The kubelet keeps its device-plugin socket in /var/lib/kubelet whatever --root-dir says.
+    var_lib_kubelet_before: bool = False
 
     @property
     def socket(self) -> Path:
@@ -191,6 +195,7 @@ class Node:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.kubepods_before = any(Path("/sys/fs/cgroup").glob("*/kubepods"))
         self.pod_netns_before = frozenset(_pod_network_namespaces())
+        self.var_lib_kubelet_before = VAR_LIB_KUBELET.exists()
         self._start_containerd()
         self.import_image(pause_archive())
         self._start_kubelet()
@@ -365,6 +370,8 @@ class Node:
             self._stop_process("containerd")
             self._stop_shims()
             self._delete_pod_network_namespaces()
+            if not self.var_lib_kubelet_before:
+                shutil.rmtree(VAR_LIB_KUBELET, ignore_errors=True)
             self._unmount_all()
             self._remove_cgroups()
 
