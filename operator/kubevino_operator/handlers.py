@@ -26,6 +26,7 @@ from kubevino_operator.api import InferenceModel
 from kubevino_operator.cli import describe_validation_error
 from kubevino_operator.drift import already_applied
 from kubevino_operator.kube import Kube, load_api_client
+from kubevino_operator.podhealth import diagnose, diagnose_events
 from kubevino_operator.render import (
     CONFIG_HASH_ANNOTATION,
     INSTANCE_LABEL,
@@ -164,6 +165,15 @@ def _template_current(rendered: Rendered, deployment: dict[str, Any] | None) -> 
     return bool(annotations.get(CONFIG_HASH_ANNOTATION) == wanted_hash)
 
 
+def _short_of_pods(deployment: dict[str, Any] | None) -> bool:
+    """Fewer pods serve than wanted: only then are the pods worth reading."""
+    if deployment is None:
+        return False
+    wanted = int((deployment.get("spec") or {}).get("replicas", 1))
+    available = int((deployment.get("status") or {}).get("availableReplicas", 0))
+    return available < wanted
+
+
 def _announce(owner: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> None:
     """A Warning Event when Ready turns False for a new reason the user must act on."""
 
@@ -208,6 +218,16 @@ async def refresh_status(
             deployment = None
         elif deployment is None:
             deployment = await kube.get("apps/v1", "Deployment", namespace, name)
+        pod_problem = None
+        if isinstance(rendered, Rendered) and _short_of_pods(deployment):
+            selector = ",".join(f"{k}={v}" for k, v in rendered.selector.items())
+            pods = await kube.list("v1", "Pod", namespace, selector)
+            pod_problem = diagnose(pods)
+            if pod_problem is None and pods:
+                warnings = await kube.list(
+                    "v1", "Event", namespace, field_selector="type=Warning,involvedObject.kind=Pod"
+                )
+                pod_problem = diagnose_events(pods, warnings)
         status = build_status(
             generation=owner["metadata"].get("generation"),
             previous=previous,
@@ -217,6 +237,7 @@ async def refresh_status(
             template_generation_current=isinstance(rendered, Rendered)
             and _template_current(rendered, deployment),
             invalid=parsed if isinstance(parsed, str) else None,
+            pod_problem=pod_problem,
         )
         if applied_replicas is not None:
             status["appliedReplicas"] = applied_replicas
@@ -263,6 +284,14 @@ async def updated(body: kopf.Body, **_: Any) -> None:
 async def resumed(body: kopf.Body, **_: Any) -> None:
     """At start-up: repair drift, write nothing when nothing drifted."""
     await _reconcile(body, compare_first=True, prune=True)
+
+
+@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "kubevino"})
+async def pod_changed(body: kopf.Body, **_: Any) -> None:
+    """A pod that cannot pull, start or stay up changes no Deployment status: watch pods."""
+    name = (body["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
+    if name:
+        await refresh_status(body["metadata"]["namespace"], name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "kubevino"})

@@ -164,13 +164,17 @@ class Kube:
         return result
 
     async def list(
-        self, api_version: str, kind: str, namespace: str, label_selector: str
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        label_selector: str = "",
+        field_selector: str = "",
     ) -> list[dict[str, Any]]:
-        result = await self.call(
-            "GET",
-            resource_path(api_version, kind, namespace),
-            query=[("labelSelector", label_selector)],
-        )
+        query = [("labelSelector", label_selector)] if label_selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        result = await self.call("GET", resource_path(api_version, kind, namespace), query=query)
         items: list[dict[str, Any]] = result.get("items") or []
         for item in items:
             item.setdefault("apiVersion", api_version)

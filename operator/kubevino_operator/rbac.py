@@ -65,9 +65,16 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "",
+        ("pods",),
+        ("get", "list", "watch"),
+        "read why pods do not serve (image pull, crash, scheduling) into the conditions",
+    ),
+    Rule(
+        "",
         ("events",),
-        ("create", "patch"),
-        "Warning Events that say what to change when a model is refused",
+        ("list", "create", "patch"),
+        "Warning Events that say what to change when a model is refused; list reads the "
+        "kubelet's warnings about pods that never start (a volume that does not mount)",
     ),
 )
 

@@ -316,7 +316,12 @@ def _device_paths(resolution: Resolution) -> str:
     return ",".join(paths)
 
 
-def _server_args(model: InferenceModel) -> list[str]:
+# How long the kubevino runtime waits for a missing or failing model before it exits with the
+# reason as its termination message (Model Server itself would wait silently forever).
+MODEL_WAIT_SECONDS = 30
+
+
+def _server_args(model: InferenceModel, resolution: Resolution) -> list[str]:
     rest_port, grpc_port = _ports(model)
     args = [
         "--config_path",
@@ -328,6 +333,8 @@ def _server_args(model: InferenceModel) -> list[str]:
     ]
     if _cache_volume(model) is not None:
         args += ["--cache_dir", CACHE_DIR]
+    if resolution.runtime == "Kubevino":
+        args += ["--model_wait_seconds", str(MODEL_WAIT_SECONDS)]
     return args
 
 
@@ -380,7 +387,7 @@ def _pod_template(
         "name": "server",
         "image": resolution.image,
         "imagePullPolicy": settings.image_pull_policy,
-        "args": _server_args(model),
+        "args": _server_args(model, resolution),
         "ports": [
             {"name": "http", "containerPort": rest_port, "protocol": "TCP"},
             {"name": "grpc", "containerPort": grpc_port, "protocol": "TCP"},

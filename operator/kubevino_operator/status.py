@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kubevino_operator.podhealth import PodProblem
 from kubevino_operator.render import Rendered
 from kubevino_operator.resolve import Refusal
 
@@ -140,6 +141,7 @@ def build_status(
     deployment: dict[str, Any] | None,
     template_generation_current: bool = True,
     invalid: str | None = None,
+    pod_problem: PodProblem | None = None,
 ) -> dict[str, Any]:
     """The whole status for one reconcile or Deployment event."""
     prior = previous or {}
@@ -151,6 +153,11 @@ def build_status(
         states = refused_states(rendered.reason, rendered.message)
     else:
         states = rollout_states(deployment, template_generation_current)
+        if pod_problem is not None and states[READY].status != "True":
+            # The pods say why the rollout does not finish: that is what the user must fix.
+            problem = ConditionState("False", pod_problem.reason, pod_problem.message)
+            degraded = ConditionState("True", pod_problem.reason, pod_problem.message)
+            states = {**states, READY: problem, DEGRADED: degraded}
     if isinstance(rendered, Rendered):
         resolution = rendered.resolution
         dstatus = (deployment or {}).get("status") or {}

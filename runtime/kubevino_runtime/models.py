@@ -100,6 +100,20 @@ class ModelRegistry:
                 reasons.append(f"model {name} version {number}: {status.state}{detail}")
         return reasons
 
+    def stuck_reasons(self) -> list[str]:
+        """Why models are not ready that waiting will not fix (a model still loading is not
+        stuck; a missing version or a failed load is, until the files change)."""
+        reasons = []
+        for name, served in sorted(self.models.items()):
+            if not served.wanted:
+                reasons.append(f"model {name}: no version found in {served.config.base_path}")
+            for number in sorted(served.wanted - set(served.loaded)):
+                status = served.status.get(number, VersionStatus("LOADING"))
+                if status.state != "LOADING":
+                    detail = f": {status.error}" if status.error else ""
+                    reasons.append(f"model {name} version {number}: {status.state}{detail}")
+        return reasons
+
     # --- lifecycle -------------------------------------------------------------------------
 
     def set_configs(self, configs: list[ModelConfig]) -> None:

@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long SIGTERM waits for in-flight requests",
     )
     parser.add_argument(
+        "--model_wait_seconds",
+        type=float,
+        help="exit (code 1, reason in the termination message) when a model is still missing "
+        "or failed this long after start; default: wait for the files like Model Server",
+    )
+    parser.add_argument(
         "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     # Accepted for Model Server compatibility; metrics are always on here.
@@ -228,7 +234,15 @@ async def serve(args: argparse.Namespace, configs: list[ModelConfig]) -> int:
         for reason in registry.not_ready_reasons():
             log.warning("not ready: %s", reason)
     poller = loop.create_task(server.poll())
+    gave_up: list[str] = []
+    watchdog = (
+        loop.create_task(_give_up_after(args.model_wait_seconds, registry, stop, gave_up))
+        if args.model_wait_seconds is not None
+        else None
+    )
     await stop.wait()
+    if watchdog is not None:
+        watchdog.cancel()
 
     log.info("shutting down: no new requests, finishing in-flight ones")
     registry.shutting_down = True
@@ -240,7 +254,23 @@ async def serve(args: argparse.Namespace, configs: list[ModelConfig]) -> int:
     except TimeoutError:
         log.warning("requests still running after %.0f s; exiting anyway", grace)
     log.info("stopped")
-    return 0
+    return 1 if gave_up else 0
+
+
+async def _give_up_after(
+    seconds: float, registry: ModelRegistry, stop: asyncio.Event, gave_up: list[str]
+) -> None:
+    """In a pod, a model that will not appear is better reported than waited for: the
+    termination message reaches the pod status, where the operator reads it."""
+    await asyncio.sleep(seconds)
+    stuck = registry.stuck_reasons()
+    if registry.ready() or not stuck:
+        return
+    message = f"kubevino-serve gave up after {seconds:.0f} s: " + "; ".join(stuck)
+    log.error("%s", message)
+    write_termination_message(message)
+    gave_up.append(message)
+    stop.set()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.helpers import helm
 from tests.harness.controlplane import ControlPlane, control_plane
 from tests.harness.images import built_images_saved
 from tests.harness.netns import NetworkNamespace, network_namespace
 from tests.harness.node import Node
+
+MODELS = "models"
 
 
 @dataclass
@@ -44,3 +47,16 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             yield Cluster(plane, node, namespace, images, directory)
         finally:
             node.stop()
+
+
+@pytest.fixture(scope="package")
+def operator_installed(e2e: Cluster) -> Cluster:
+    """The chart installed with real helm: our operator image runs as a pod on the node."""
+    helm(
+        e2e.plane,
+        "install", "kubevino", "charts/kubevino",
+        "--namespace", "kubevino-system", "--create-namespace",
+        "--wait", "--timeout", "300s",
+    )  # fmt: skip
+    e2e.plane.kubectl("create", "namespace", MODELS)
+    return e2e

@@ -12,24 +12,10 @@ import pytest
 import yaml
 
 from kubevino_runtime.demo_model import sample_input
-from tests.e2e.conftest import Cluster
-from tests.e2e.helpers import helm, node_model_directory, port_forward, run_clients
+from tests.e2e.conftest import MODELS, Cluster
+from tests.e2e.helpers import node_model_directory, port_forward, run_clients
 
 pytestmark = pytest.mark.e2e
-
-MODELS = "models"
-
-
-@pytest.fixture(scope="module")
-def operator_installed(e2e: Cluster) -> Cluster:
-    helm(
-        e2e.plane,
-        "install", "kubevino", "charts/kubevino",
-        "--namespace", "kubevino-system", "--create-namespace",
-        "--wait", "--timeout", "300s",
-    )  # fmt: skip
-    e2e.plane.kubectl("create", "namespace", MODELS)
-    return e2e
 
 
 def _model(name: str, path: str, **spec: Any) -> str:

@@ -262,3 +262,26 @@ def test_config_file_serves_several_models_and_reloads_on_change(
             "refusing the broken config",
         )
         assert _versions(server, "third") == ["1"]  # a bad edit keeps the running config
+
+
+def test_with_a_model_wait_a_model_that_never_appears_ends_the_server_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "models" / "missing"
+    empty.mkdir(parents=True)
+    args = ["--model_path", str(empty), "--model_name", "missing", "--model_wait_seconds", "1"]
+    with running_server(args, tmp_path) as server:
+        assert server.process.wait(60) == 1
+    message = (tmp_path / "termination-log").read_text()
+    assert "gave up after 1 s" in message
+    assert f"model missing: no version found in {empty}" in message
+
+
+def test_with_a_model_wait_a_model_that_loads_keeps_serving(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    args = ["--model_path", str(model_dir), "--model_name", "m", "--model_wait_seconds", "1"]
+    with running_server(args, tmp_path) as server:
+        server.wait_ready()
+        time.sleep(1.5)
+        assert server.process.poll() is None

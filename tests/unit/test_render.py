@@ -264,7 +264,8 @@ def test_s3_credentials_come_from_the_referenced_secret_only() -> None:
 def test_model_cache_on_a_claim_is_passed_to_the_server() -> None:
     result = rendered(model(performance={"modelCache": {"claimName": "ov-cache"}}))
     assert mounts(result)["/cache"]["volume"]["persistentVolumeClaim"] == {"claimName": "ov-cache"}
-    assert server(result)["args"][-2:] == ["--cache_dir", "/cache"]
+    args = server(result)["args"]
+    assert args[args.index("--cache_dir") + 1] == "/cache"
 
 
 def test_endpoints_and_selector_for_status() -> None:
@@ -308,3 +309,12 @@ def test_specs_the_settings_cannot_serve_are_refused_with_a_reason(
     refused = refusal(model(device=device))
     assert refused.reason == reason
     assert fragment in refused.message
+
+
+def test_the_kubevino_runtime_gives_up_on_a_missing_model_and_model_server_is_not_told_to() -> None:
+    """The runtime's termination message is how the operator learns the model is missing;
+    the stock Model Server does not know the flag."""
+    args = server(rendered(model()))["args"]
+    assert args[args.index("--model_wait_seconds") + 1] == "30"
+    stock = rendered(model(device={"targetDevice": "MYRIAD"}, serving={"runtime": "ModelServer"}))
+    assert "--model_wait_seconds" not in server(stock)["args"]

@@ -1,0 +1,123 @@
+"""Why a model's pods do not serve, read off the pods themselves.
+
+A Deployment only counts available pods: an image that cannot be pulled, a server that
+exits at start or a pod no node can take all look like "0/1 available" there. The pods say
+which it is; this turns that into one reason and one message a user can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MESSAGE_LIMIT = 600
+
+_IMAGE_PULL = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+_START_FAILED = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    reason: str
+    message: str
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+
+
+def _container_problem(pod_name: str, container: dict[str, Any]) -> PodProblem | None:
+    name = container.get("name", "?")
+    waiting = (container.get("state") or {}).get("waiting") or {}
+    reason = waiting.get("reason", "")
+    detail = waiting.get("message", "")
+    if reason in _IMAGE_PULL:
+        return PodProblem(
+            "ImagePullFailed",
+            _short(
+                f"pod {pod_name}: image {container.get('image', '?')} of container {name} "
+                f"cannot be pulled ({reason}): {detail}"
+            ),
+        )
+    if reason in _START_FAILED:
+        return PodProblem(
+            "ContainerStartFailed", _short(f"pod {pod_name}: container {name}: {reason}: {detail}")
+        )
+    last = (container.get("lastState") or {}).get("terminated") or {}
+    current = (container.get("state") or {}).get("terminated") or {}
+    terminated = current or last
+    if terminated and terminated.get("exitCode", 0) != 0:
+        said = terminated.get("message") or terminated.get("reason") or "no message"
+        restarts = container.get("restartCount", 0)
+        return PodProblem(
+            "ServerCrashing",
+            _short(
+                f"pod {pod_name}: container {name} exited with code "
+                f"{terminated.get('exitCode')} ({restarts} restarts): {said}"
+            ),
+        )
+    return None
+
+
+def diagnose(pods: list[dict[str, Any]]) -> PodProblem | None:
+    """The first problem found among the model's pods (init containers first), or None."""
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        name = pod["metadata"]["name"]
+        status = pod.get("status") or {}
+        for condition in status.get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                return PodProblem(
+                    "Unschedulable",
+                    _short(f"pod {name} fits no node: {condition.get('message', '')}"),
+                )
+        for key in ("initContainerStatuses", "containerStatuses"):
+            for container in status.get(key) or []:
+                problem = _container_problem(name, container)
+                if problem is not None:
+                    return problem
+    return None
+
+
+# Warning Events the kubelet and scheduler raise about a pod that never gets a container.
+_POD_EVENT_REASONS = {
+    "FailedMount": "VolumeMountFailed",
+    "FailedAttachVolume": "VolumeMountFailed",
+    "FailedCreatePodSandBox": "SandboxFailed",
+    "FailedScheduling": "Unschedulable",
+}
+
+
+def diagnose_events(pods: list[dict[str, Any]], events: list[dict[str, Any]]) -> PodProblem | None:
+    """The newest telling Warning Event about one of the pods, for pods that never got as far
+    as a container status (a volume that does not mount, a sandbox that fails)."""
+    names = {
+        pod["metadata"]["name"] for pod in pods if not pod["metadata"].get("deletionTimestamp")
+    }
+    telling = [
+        event
+        for event in events
+        if (event.get("involvedObject") or {}).get("name") in names
+        and event.get("reason") in _POD_EVENT_REASONS
+    ]
+    if not telling:
+        return None
+    newest = max(
+        telling,
+        key=lambda e: (
+            e.get("lastTimestamp")
+            or e.get("eventTime")
+            or e["metadata"].get("creationTimestamp", "")
+        ),
+    )
+    pod_name = newest["involvedObject"]["name"]
+    return PodProblem(
+        _POD_EVENT_REASONS[newest["reason"]],
+        _short(f"pod {pod_name}: {newest['reason']}: {newest.get('message', '')}"),
+    )
