@@ -20,6 +20,8 @@ _START_FAILED = {"CreateContainerConfigError", "CreateContainerError", "RunConta
 class PodProblem:
     reason: str
     message: str
+    # A pod no node takes yet may be waiting for an autoscaler: said, but not a failure.
+    transient: bool = False
 
 
 def _short(text: str) -> str:
@@ -76,6 +78,7 @@ def diagnose(pods: list[dict[str, Any]]) -> PodProblem | None:
                 return PodProblem(
                     "Unschedulable",
                     _short(f"pod {name} fits no node: {condition.get('message', '')}"),
+                    transient=True,
                 )
         for key in ("initContainerStatuses", "containerStatuses"):
             for container in status.get(key) or []:
@@ -119,5 +122,6 @@ def diagnose_events(pods: list[dict[str, Any]], events: list[dict[str, Any]]) ->
     pod_name = newest["involvedObject"]["name"]
     return PodProblem(
         _POD_EVENT_REASONS[newest["reason"]],
-        _short(f"pod {pod_name}: {newest['reason']}: {newest.get('message', '')}"),
+        transient=newest["reason"] == "FailedScheduling",
+        message=_short(f"pod {pod_name}: {newest['reason']}: {newest.get('message', '')}"),
     )

@@ -154,10 +154,16 @@ def build_status(
     else:
         states = rollout_states(deployment, template_generation_current)
         if pod_problem is not None and states[READY].status != "True":
-            # The pods say why the rollout does not finish: that is what the user must fix.
-            problem = ConditionState("False", pod_problem.reason, pod_problem.message)
-            degraded = ConditionState("True", pod_problem.reason, pod_problem.message)
-            states = {**states, READY: problem, DEGRADED: degraded}
+            if pod_problem.transient:
+                # Still rolling out (a node may be on its way); the message says what waits.
+                waiting = states[READY]
+                message = f"{waiting.message}; {pod_problem.message}"
+                states = {**states, READY: ConditionState("False", waiting.reason, message)}
+            else:
+                # The pods say why the rollout does not finish: that is what the user must fix.
+                problem = ConditionState("False", pod_problem.reason, pod_problem.message)
+                degraded = ConditionState("True", pod_problem.reason, pod_problem.message)
+                states = {**states, READY: problem, DEGRADED: degraded}
     if isinstance(rendered, Rendered):
         resolution = rendered.resolution
         dstatus = (deployment or {}).get("status") or {}

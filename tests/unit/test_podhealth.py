@@ -59,7 +59,7 @@ def test_an_unschedulable_pod_says_what_no_node_has() -> None:
         "message": "0/1 nodes are available: 1 Insufficient gpu.intel.com/i915.",
     }
     problem = diagnose([_pod(conditions=[condition])])
-    assert problem is not None and problem.reason == "Unschedulable"
+    assert problem is not None and problem.reason == "Unschedulable" and problem.transient
     assert "gpu.intel.com/i915" in problem.message
 
 
