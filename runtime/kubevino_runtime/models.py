@@ -90,26 +90,21 @@ class ModelRegistry:
         )
 
     def not_ready_reasons(self) -> list[str]:
-        reasons = []
-        for name, served in sorted(self.models.items()):
-            if not served.wanted:
-                reasons.append(f"model {name}: no version found in {served.config.base_path}")
-            for number in sorted(served.wanted - set(served.loaded)):
-                status = served.status.get(number, VersionStatus("LOADING"))
-                detail = f": {status.error}" if status.error else ""
-                reasons.append(f"model {name} version {number}: {status.state}{detail}")
-        return reasons
+        return self._reasons(include_loading=True)
 
     def stuck_reasons(self) -> list[str]:
         """Why models are not ready that waiting will not fix (a model still loading is not
         stuck; a missing version or a failed load is, until the files change)."""
+        return self._reasons(include_loading=False)
+
+    def _reasons(self, *, include_loading: bool) -> list[str]:
         reasons = []
         for name, served in sorted(self.models.items()):
             if not served.wanted:
                 reasons.append(f"model {name}: no version found in {served.config.base_path}")
             for number in sorted(served.wanted - set(served.loaded)):
                 status = served.status.get(number, VersionStatus("LOADING"))
-                if status.state != "LOADING":
+                if include_loading or status.state != "LOADING":
                     detail = f": {status.error}" if status.error else ""
                     reasons.append(f"model {name} version {number}: {status.state}{detail}")
         return reasons
