@@ -96,6 +96,13 @@ class Metrics:
             ["name", "version"],
             registry=self.registry,
         )
+        self.device_access = Gauge(
+            "kubevino_device_access",
+            "1 for each device node the pod was given, labelled with what opening it said "
+            "(Usable, DeviceMissing, GroupMissing, CgroupDenied, DriverMissing).",
+            ["family", "path", "access"],
+            registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         """Prometheus text format with Model Server's exact names."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import openvino as ov
@@ -53,6 +53,8 @@ class ModelRegistry:
         self._refresh_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
         self._failed_files: dict[tuple[str, int], tuple[ModelConfig, float]] = {}
+        # The device checks may narrow a target (AUTO without its unusable candidates).
+        self.compile_target: Callable[[str], str] = lambda target: target
 
     # --- lookups ---------------------------------------------------------------------------
 
@@ -148,8 +150,13 @@ class ModelRegistry:
                 continue  # same files, same config: do not retry a failed load in a loop
             served.status[number] = VersionStatus("LOADING")
             try:
+                target = self.compile_target(config.target_device)
                 compiled = await asyncio.to_thread(
-                    compile_version, self.core, config, model_file, self.cache_dir
+                    compile_version,
+                    self.core,
+                    replace(config, target_device=target),
+                    model_file,
+                    self.cache_dir,
                 )
             except Exception as error:
                 message = describe_openvino_error(error)

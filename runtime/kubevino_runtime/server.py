@@ -21,6 +21,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from kubevino_runtime import __version__
 from kubevino_runtime.dataplane import DataPlane
+from kubevino_runtime.deviceaccess import (
+    DeviceReport,
+    report_from_environment,
+    termination_message,
+)
 from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported
 from kubevino_runtime.metrics import Metrics
 from kubevino_runtime.models import ModelRegistry
@@ -39,6 +44,7 @@ from kubevino_runtime.repository import (
 log = logging.getLogger("kubevino.server")
 TERMINATION_LOG_ENV = "KUBEVINO_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+DIAGNOSTICS_PATH = "/kubevino/diagnostics"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +151,7 @@ class Server:
     args: argparse.Namespace
     registry: ModelRegistry
     plane: DataPlane
+    devices: DeviceReport
     config_mtime: float | None = None
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -153,6 +160,19 @@ class Server:
             body=self.plane.metrics.exposition(),
             headers={"Content-Type": CONTENT_TYPE_LATEST},
         )
+
+    async def diagnostics(self, request: web.Request) -> web.Response:
+        """What the device checks found, and what each loaded version runs on."""
+        models = [
+            {
+                "name": loaded.name,
+                "version": loaded.version,
+                "targetDevice": loaded.config.target_device,
+                "executionDevices": list(loaded.execution_devices),
+            }
+            for loaded in self.registry.loaded_versions()
+        ]
+        return web.json_response({"devices": self.devices.as_dict(), "models": models})
 
     def _config_mtime(self) -> float | None:
         try:
@@ -168,6 +188,9 @@ class Server:
             configs = configs_from_args(self.args)
             for config in configs:
                 check_target_supported(config.target_device)
+                verdict = self.devices.judge(config.target_device)
+                if not verdict.can_start:
+                    raise UnsupportedDeviceError(verdict.explanation)
         except (ConfigError, UnsupportedDeviceError) as error:
             log.error(
                 "config %s not applied, keeping the running one: %s", self.args.config_path, error
@@ -188,18 +211,28 @@ class Server:
                 log.exception("repository scan failed")
 
 
-async def serve(args: argparse.Namespace, configs: list[ModelConfig]) -> int:
+async def serve(
+    args: argparse.Namespace, configs: list[ModelConfig], core: ov.Core, devices: DeviceReport
+) -> int:
     metrics = Metrics()
-    registry = ModelRegistry(ov.Core(), metrics, args.cache_dir, args.max_queue)
+    for probe in devices.probes:
+        metrics.device_access.labels(probe.family, probe.path, probe.access.value).set(1)
+    registry = ModelRegistry(core, metrics, args.cache_dir, args.max_queue)
+    registry.compile_target = lambda target: devices.judge(target).compile_as or target
     registry.set_configs(configs)
     plane = DataPlane(registry, metrics)
-    server = Server(args, registry, plane)
+    server = Server(args, registry, plane, devices)
     server.config_mtime = server._config_mtime()
 
     app = web.Application(client_max_size=args.max_request_bytes)
     app.add_routes(KServeRest(plane, args.max_request_bytes).routes())
     app.add_routes(TfServingRest(plane, args.max_request_bytes).routes())
-    app.add_routes([web.get("/metrics", server.metrics)])
+    app.add_routes(
+        [
+            web.get("/metrics", server.metrics),
+            web.get(DIAGNOSTICS_PATH, server.diagnostics),
+        ]
+    )
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=args.shutdown_grace_seconds)
     await runner.setup()
     if args.rest_port:
@@ -287,7 +320,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", message)
         write_termination_message(message)
         return 1
-    return asyncio.run(serve(args, configs))
+    core = ov.Core()
+    try:
+        devices = report_from_environment(core.available_devices)
+    except ValueError as error:
+        message = f"kubevino-serve cannot start: {error}"
+        log.error("%s", message)
+        write_termination_message(message)
+        return 1
+    if not _devices_allow_start(devices, configs):
+        return 1
+    return asyncio.run(serve(args, configs, core, devices))
+
+
+def _devices_allow_start(devices: DeviceReport, configs: list[ModelConfig]) -> bool:
+    """One log line per target; a target that cannot run as asked stops the server, its
+    paragraph in the termination message (never a silent run on another device)."""
+    nodes = "; ".join(f"{p.path} {p.access.value}" for p in devices.probes) or "none given"
+    log.info(
+        "devices: uid %d, groups %s; OpenVINO sees %s; device nodes: %s",
+        devices.identity.uid,
+        devices.identity.groups_text(),
+        ", ".join(devices.openvino_devices) or "nothing",
+        nodes,
+    )
+    for target in dict.fromkeys(config.target_device for config in configs):
+        verdict = devices.judge(target)
+        if not verdict.can_start:
+            message = termination_message(verdict)
+            log.error("%s", message)
+            write_termination_message(message)
+            return False
+        if verdict.explanation:
+            log.warning("%s", verdict.explanation)
+        else:
+            log.info("target_device %s can use %s", target, ", ".join(verdict.usable))
+    return True
 
 
 if __name__ == "__main__":

@@ -16,6 +16,14 @@ import httpx
 
 from tests.harness.ports import free_ports
 
+WITHOUT_CAPABILITIES = [
+    "setpriv",
+    "--inh-caps=-all",
+    "--ambient-caps=-all",
+    "--bounding-set=-all",
+    "--no-new-privs",
+]
+
 
 @dataclass
 class RunningServer:
@@ -23,6 +31,7 @@ class RunningServer:
     rest_port: int
     grpc_port: int
     log_path: Path
+    termination_log: Path
 
     @property
     def rest(self) -> str:
@@ -66,8 +75,15 @@ class RunningServer:
 
 @contextmanager
 def running_server(
-    args: list[str], tmp_path: Path, *, wait_live: bool = True, env: dict[str, str] | None = None
+    args: list[str],
+    tmp_path: Path,
+    *,
+    wait_live: bool = True,
+    env: dict[str, str] | None = None,
+    unprivileged: bool = False,
 ) -> Iterator[RunningServer]:
+    """``unprivileged``: without any capability (as root, so it still reads this venv), so
+    file modes bind it as they bind a pod's process."""
     rest_port, grpc_port = free_ports(2)
     log_path = tmp_path / f"server-{rest_port}.log"
     command = [
@@ -89,8 +105,15 @@ def running_server(
     environment = {**os.environ, "KUBEVINO_TERMINATION_LOG": str(tmp_path / "termination-log")}
     environment.update(env or {})
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
-    server = RunningServer(process, rest_port, grpc_port, log_path)
+        process = subprocess.Popen(
+            [*(WITHOUT_CAPABILITIES if unprivileged else []), *command],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+    server = RunningServer(
+        process, rest_port, grpc_port, log_path, Path(environment["KUBEVINO_TERMINATION_LOG"])
+    )
     try:
         if wait_live:
             server.wait_for(

@@ -208,21 +208,6 @@ def test_a_device_current_openvino_cannot_drive_fails_at_start_naming_the_altern
     assert "Model Server 2022.3" in message and "spec.serving.runtime: ModelServer" in message
 
 
-def test_a_device_that_is_missing_is_reported_not_silently_replaced(
-    tmp_path: Path, model_dir: Path
-) -> None:
-    args = ["--model_path", str(model_dir), "--model_name", "gpu", "--target_device", "GPU"]
-    with running_server(args, tmp_path) as server:
-        server.wait_for(
-            lambda: "LOADING_FAILED" in httpx.get(f"{server.rest}/v2/health/ready").text,
-            60,
-            "reporting the failed load",
-        )
-        ready = httpx.get(f"{server.rest}/v2/health/ready")
-        assert ready.status_code == 503
-        assert "compiling for GPU failed (OpenVINO sees CPU)" in ready.text
-
-
 def test_config_file_serves_several_models_and_reloads_on_change(
     tmp_path: Path, model_dir: Path, image: Image
 ) -> None:
