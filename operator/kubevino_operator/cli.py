@@ -113,6 +113,23 @@ def _operator_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
     return 0
 
 
+def _node_agent_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import asyncio
+    import logging
+
+    from kubevino_operator.nodeagent import run_agent
+
+    if not args.node_name:
+        err.write("kubevino node-agent: give --node-name or set NODE_NAME\n")
+        return 2
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(
+        run_agent(
+            args.node_name, Path(args.device_root), Path(args.sys_root), args.interval, args.once
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubevino", description="Serve OpenVINO models on Kubernetes."
@@ -149,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     operator_parser.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     operator_parser.set_defaults(handler=_operator_command)
+    agent_parser = commands.add_parser(
+        "node-agent",
+        help="report this node's accelerators on its Node (kubevino.io/ labels, annotations)",
+        description="Stat the node's device nodes and read its sysfs (never open a device); "
+        "label the Node kubevino.io/accelerator-<profile>=true and annotate the render GIDs.",
+    )
+    agent_parser.add_argument(
+        "--node-name", default=os.environ.get("NODE_NAME"), help="default: $NODE_NAME"
+    )
+    agent_parser.add_argument("--device-root", default="/dev", help="the node's /dev")
+    agent_parser.add_argument("--sys-root", default="/sys", help="the node's /sys")
+    agent_parser.add_argument("--interval", type=float, default=60.0, help="seconds between scans")
+    agent_parser.add_argument("--once", action="store_true", help="report once and exit")
+    agent_parser.set_defaults(handler=_node_agent_command)
     return parser
 
 

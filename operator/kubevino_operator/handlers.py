@@ -6,7 +6,9 @@
 * ``spec.replicas`` of the Deployment is never applied: the operator pushes
   ``spec.serving.replicas`` through the Deployment's scale subresource when that value changes, so
   an HPA or a person scaling the Deployment keeps their count until the InferenceModel's changes.
-* Owned Deployments are watched, so status follows rollouts without a timer.
+* Owned Deployments and their pods are watched, so status follows rollouts without a timer; a
+  slow timer per model re-reads what sends no event to us (a pod's warning Events, the node
+  agent's reports when node discovery is on).
 * Specs the settings cannot serve become Ready=False with the refusal's reason and a Warning
   Event when the reason first appears — never an exception loop.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -24,6 +27,7 @@ from pydantic import ValidationError
 from kubevino_operator import api
 from kubevino_operator.api import InferenceModel
 from kubevino_operator.cli import describe_validation_error
+from kubevino_operator.discovery import DISCOVERED_LABEL, Inventory
 from kubevino_operator.drift import already_applied
 from kubevino_operator.kube import Kube, load_api_client
 from kubevino_operator.podhealth import diagnose, diagnose_events
@@ -47,12 +51,30 @@ class Context:
 
     settings: Settings = Settings()
     kube: Kube | None = None
+    inventory: tuple[float, Inventory] | None = None  # (read at, what the nodes reported)
 
     @classmethod
     def client(cls) -> Kube:
         if cls.kube is None:
             cls.kube = Kube(load_api_client())
         return cls.kube
+
+
+RECHECK_SECONDS = 45
+INVENTORY_MAX_AGE_SECONDS = 15
+
+
+async def _inventory() -> Inventory | None:
+    """The nodes' discovery reports (read at most every few seconds), when discovery is on."""
+    if not Context.settings.node_discovery:
+        return None
+    now = time.monotonic()
+    cached = Context.inventory
+    if cached is None or now - cached[0] > INVENTORY_MAX_AGE_SECONDS:
+        nodes = await Context.client().list("v1", "Node", "", f"{DISCOVERED_LABEL}=true")
+        Context.inventory = (now, Inventory.from_nodes(nodes))
+        return Context.inventory[1]
+    return cached[1]
 
 
 def _now() -> str:
@@ -213,7 +235,11 @@ async def refresh_status(
             return
         previous: dict[str, Any] = owner.get("status") or {}
         parsed = _parse(owner)
-        rendered = None if isinstance(parsed, str) else render(parsed, Context.settings)
+        rendered = (
+            None
+            if isinstance(parsed, str)
+            else render(parsed, Context.settings, await _inventory())
+        )
         if not isinstance(rendered, Rendered):
             deployment = None
         elif deployment is None:
@@ -238,6 +264,7 @@ async def refresh_status(
             and _template_current(rendered, deployment),
             invalid=parsed if isinstance(parsed, str) else None,
             pod_problem=pod_problem,
+            settings=Context.settings,
         )
         if applied_replicas is not None:
             status["appliedReplicas"] = applied_replicas
@@ -260,7 +287,7 @@ async def _reconcile(body: kopf.Body, *, compare_first: bool, prune: bool) -> No
     applied: int | None = None
     deployment: dict[str, Any] | None = None
     if not isinstance(parsed, str):
-        rendered = render(parsed, Context.settings)
+        rendered = render(parsed, Context.settings, await _inventory())
         if isinstance(rendered, Rendered):
             deployment = await _apply_all(body, rendered, compare_first, prune)
             applied, deployment = await _push_replicas(
@@ -284,6 +311,19 @@ async def updated(body: kopf.Body, **_: Any) -> None:
 async def resumed(body: kopf.Body, **_: Any) -> None:
     """At start-up: repair drift, write nothing when nothing drifted."""
     await _reconcile(body, compare_first=True, prune=True)
+
+
+@kopf.timer(
+    api.GROUP, api.VERSION, api.PLURAL, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS
+)
+async def recheck(body: kopf.Body, **_: Any) -> None:
+    """What no watched object announces: with discovery, a node whose report changed (the
+    render GIDs, nodes that gained the accelerator) re-renders; without, the status is re-read
+    (a pod stuck on a volume only says so in Events)."""
+    if Context.settings.node_discovery:
+        await _reconcile(body, compare_first=True, prune=False)
+    else:
+        await refresh_status(body["metadata"]["namespace"], body["metadata"]["name"])
 
 
 @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "kubevino"})

@@ -7,13 +7,19 @@ which it is; this turns that into one reason and one message a user can act on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-MESSAGE_LIMIT = 600
+MESSAGE_LIMIT = 1200
 
 _IMAGE_PULL = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 _START_FAILED = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+# What the runtime's device check can say (kubevino_runtime.deviceaccess.Access, less Usable).
+DEVICE_ACCESS_REASONS = frozenset(
+    {"DeviceMissing", "GroupMissing", "CgroupDenied", "DriverMissing"}
+)
+_DEVICE_MESSAGE = re.compile(r"^DeviceAccess=(?P<reason>[A-Za-z]+): (?P<paragraph>.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,9 @@ class PodProblem:
     message: str
     # A pod no node takes yet may be waiting for an autoscaler: said, but not a failure.
     transient: bool = False
+    # The server's own device check stopped it (reason: the DeviceAccess condition's).
+    device_access: bool = False
+    node: str = ""
 
 
 def _short(text: str) -> str:
@@ -29,7 +38,21 @@ def _short(text: str) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
-def _container_problem(pod_name: str, container: dict[str, Any]) -> PodProblem | None:
+def _device_problem(pod_name: str, node: str, message: str) -> PodProblem | None:
+    """The runtime writes ``DeviceAccess=<Reason>: <paragraph>`` when a device check fails."""
+    found = _DEVICE_MESSAGE.match(message.strip())
+    if found is None or found["reason"] not in DEVICE_ACCESS_REASONS:
+        return None
+    where = f" on node {node}" if node else ""
+    return PodProblem(
+        found["reason"],
+        _short(f"pod {pod_name}{where}: {found['paragraph']}"),
+        device_access=True,
+        node=node,
+    )
+
+
+def _container_problem(pod_name: str, node: str, container: dict[str, Any]) -> PodProblem | None:
     name = container.get("name", "?")
     waiting = (container.get("state") or {}).get("waiting") or {}
     reason = waiting.get("reason", "")
@@ -50,6 +73,9 @@ def _container_problem(pod_name: str, container: dict[str, Any]) -> PodProblem |
     current = (container.get("state") or {}).get("terminated") or {}
     terminated = current or last
     if terminated and terminated.get("exitCode", 0) != 0:
+        device = _device_problem(pod_name, node, terminated.get("message") or "")
+        if device is not None:
+            return device
         said = terminated.get("message") or terminated.get("reason") or "no message"
         restarts = container.get("restartCount", 0)
         return PodProblem(
@@ -68,6 +94,7 @@ def diagnose(pods: list[dict[str, Any]]) -> PodProblem | None:
         if pod["metadata"].get("deletionTimestamp"):
             continue
         name = pod["metadata"]["name"]
+        node = (pod.get("spec") or {}).get("nodeName", "")
         status = pod.get("status") or {}
         for condition in status.get("conditions") or []:
             if (
@@ -82,7 +109,7 @@ def diagnose(pods: list[dict[str, Any]]) -> PodProblem | None:
                 )
         for key in ("initContainerStatuses", "containerStatuses"):
             for container in status.get(key) or []:
-                problem = _container_problem(name, container)
+                problem = _container_problem(name, node, container)
                 if problem is not None:
                     return problem
     return None

@@ -89,6 +89,8 @@ class AcceleratorProfile:
     runtime: RuntimeNeed = "any"
     node_selector: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     run_as_root: bool = False
+    # What must be loaded on the node for the device node to answer (for fix hints).
+    driver: str = ""
     # The Pod Security Standard level the rendered pod needs in each mode; a mode the
     # profile cannot use is absent. A unit test checks each against the rendered pod.
     pod_security: Mapping[AccessMode, PodSecurityLevel] = field(
@@ -123,6 +125,7 @@ PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
         "intel-gpu": AcceleratorProfile(
             name="intel-gpu",
             families=("GPU",),
+            driver="the i915 or xe kernel driver",
             recipe="--device=/dev/dri --group-add=$(stat -c %g /dev/dri/render*) -u uid:gid",
             device_plugin=DevicePluginAccess(resource="gpu.intel.com/i915"),
             host_devices=HostDeviceAccess(
@@ -140,6 +143,7 @@ PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
         "intel-gpu-wsl2": AcceleratorProfile(
             name="intel-gpu-wsl2",
             families=("GPU",),
+            driver="WSL2's dxgkrnl driver and the Windows GPU driver",
             recipe="--device=/dev/dxg --volume /usr/lib/wsl:/usr/lib/wsl --group-add=<render>",
             device_plugin=DevicePluginAccess(resource="gpu.intel.com/i915"),
             host_devices=HostDeviceAccess(
@@ -158,6 +162,7 @@ PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
         "intel-npu": AcceleratorProfile(
             name="intel-npu",
             families=("NPU",),
+            driver="the intel_vpu kernel driver (Linux 6.3 or later)",
             recipe="--device=/dev/accel --group-add=<render GID> (GPU recipe shape)",
             device_plugin=DevicePluginAccess(resource="npu.intel.com/accel"),
             host_devices=HostDeviceAccess(
@@ -178,6 +183,7 @@ PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
         "ncs2": AcceleratorProfile(
             name="ncs2",
             families=("MYRIAD",),
+            driver="the usbfs driver for the stick (any Linux kernel) and OpenVINO's udev rule",
             recipe="--device-cgroup-rule='c 189:* rmw' -v /dev/bus/usb:/dev/bus/usb",
             device_plugin=DevicePluginAccess(resource="squat.ai/ncs2"),
             host_devices=HostDeviceAccess(
@@ -195,6 +201,7 @@ PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
         "hddl": AcceleratorProfile(
             name="hddl",
             families=("HDDL",),
+            driver="the HDDL kernel drivers (myd_ion, myd_vsc) and hddldaemon",
             recipe="--device=/dev/ion:/dev/ion -v /var/tmp:/var/tmp --user root",
             device_plugin=DevicePluginAccess(
                 resource="vpu.intel.com/hddl", host_volumes=(_HDDL_SOCKETS,)
@@ -217,6 +224,7 @@ PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
         "nvidia": AcceleratorProfile(
             name="nvidia",
             families=("NVIDIA",),
+            driver="the NVIDIA kernel driver and container toolkit",
             recipe="--gpus all, image built with NVIDIA=1",
             device_plugin=DevicePluginAccess(resource="nvidia.com/gpu"),
             host_devices=None,

@@ -76,9 +76,37 @@ RULES: tuple[Rule, ...] = (
         "Warning Events that say what to change when a model is refused; list reads the "
         "kubelet's warnings about pods that never start (a volume that does not mount)",
     ),
+    Rule(
+        "",
+        ("nodes",),
+        ("list",),
+        "read the node agent's reports (accelerator labels, render GIDs) when nodeDiscovery is on",
+    ),
+)
+
+# The node agent's own ClusterRole: it reads and labels the Node it runs on, nothing else (no
+# RBAC rule can narrow it to one node; the agent only ever names its own).
+AGENT_RULES: tuple[Rule, ...] = (
+    Rule(
+        "",
+        ("nodes",),
+        ("get", "patch"),
+        "read its Node and write the kubevino.io/ labels and annotations it discovered",
+    ),
 )
 
 NAME = "kubevino-operator"
+
+
+def _rules(rules: tuple[Rule, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiGroups": [rule.api_group],
+            "resources": list(rule.resources),
+            "verbs": list(rule.verbs),
+        }
+        for rule in rules
+    ]
 
 
 def cluster_role() -> dict[str, Any]:
@@ -86,15 +114,12 @@ def cluster_role() -> dict[str, Any]:
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
         "metadata": {"name": NAME, "labels": {"app.kubernetes.io/part-of": "kubevino"}},
-        "rules": [
-            {
-                "apiGroups": [rule.api_group],
-                "resources": list(rule.resources),
-                "verbs": list(rule.verbs),
-            }
-            for rule in RULES
-        ],
+        "rules": _rules(RULES),
     }
+
+
+def agent_rules() -> list[dict[str, Any]]:
+    return _rules(AGENT_RULES)
 
 
 def service_account_objects(namespace: str) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubevino_operator.api import InferenceModel, PodSecurityLevel
+from kubevino_operator.discovery import DISCOVERABLE, Inventory, accelerator_label
 from kubevino_operator.podsecurity import pod_security_level
 from kubevino_operator.profiles import AcceleratorProfile, HostVolume
 from kubevino_operator.resolve import (
@@ -301,16 +302,25 @@ def _node_selector(
         # Device plugins already steer pods to nodes that have the resource.
         for claim in resolution.device_claims:
             profile = claim.profile
-            chosen.update(settings.node_selectors.get(profile.name, profile.node_selector))
+            if profile.name in settings.node_selectors:
+                chosen.update(settings.node_selectors[profile.name])
+            elif settings.node_discovery and profile.name in DISCOVERABLE:
+                chosen[accelerator_label(profile.name)] = "true"
+            else:
+                chosen.update(profile.node_selector)
     chosen.update(model.spec.serving.node_selector or {})
     return dict(sorted(chosen.items()))
 
 
 def _device_paths(resolution: Resolution) -> str:
+    """``GPU=/dev/dri,NPU=/dev/accel``: where each family's nodes appear in the container (the
+    same in both modes: device plugins hand nodes over at their host paths). The runtime opens
+    them before compiling and says why one does not open."""
     paths = [
-        device.container_path()
+        f"{family}={device.container_path()}"
         for claim in resolution.device_claims
         if claim.profile.host_devices is not None
+        for family in claim.profile.families
         for device in claim.profile.host_devices.devices
     ]
     return ",".join(paths)
@@ -544,10 +554,14 @@ def endpoints(model: InferenceModel, settings: Settings) -> dict[str, str]:
     return {"rest": f"http://{host}:{rest_port}", "grpc": f"{host}:{grpc_port}"}
 
 
-def render(model: InferenceModel, settings: Settings) -> Rendered | Refusal:
-    """Everything that serves ``model`` under ``settings``, or why it cannot be served."""
+def render(
+    model: InferenceModel, settings: Settings, inventory: Inventory | None = None
+) -> Rendered | Refusal:
+    """Everything that serves ``model`` under ``settings``, or why it cannot be served.
+
+    ``inventory``: the nodes as the node agent reported them (used with nodeDiscovery)."""
     try:
-        resolution = resolve(model, settings)
+        resolution = resolve(model, settings, inventory)
     except RefusedError as refused:
         return refused.refusal
     config_map = _config_map(model)

@@ -12,6 +12,7 @@ from typing import Literal
 
 from kubevino_operator.api import AcceleratorName, AccessMode, InferenceModel
 from kubevino_operator.devices import Target, parse_target
+from kubevino_operator.discovery import DISCOVERABLE, Inventory
 from kubevino_operator.profiles import (
     DEFAULT_PROFILE_FOR_FAMILY,
     PROFILES,
@@ -54,6 +55,8 @@ class Resolution:
     image: str
     groups: tuple[int, ...]
     privileged: bool
+    # With node discovery: accelerators no reported node has (where the pod may land).
+    undiscovered: tuple[AcceleratorName, ...] = ()
 
     @property
     def accelerators(self) -> tuple[AcceleratorName, ...]:
@@ -203,14 +206,55 @@ def device_plugin_resource(profile: AcceleratorProfile, settings: Settings) -> s
     return profile.device_plugin.resource
 
 
+def _discovered_render_gids(
+    model: InferenceModel, profiles: list[AcceleratorProfile], inventory: Inventory
+) -> set[int]:
+    """Render GIDs of every node a pod may land on (any of them may get the pod)."""
+    selector = model.spec.serving.node_selector or {}
+    return {
+        gid
+        for profile in profiles
+        if "render" in profile.groups
+        for node in inventory.nodes_with(profile.name, selector)
+        for gid in node.render_gids
+    }
+
+
+def _undiscovered(
+    model: InferenceModel, profiles: list[AcceleratorProfile], inventory: Inventory
+) -> tuple[AcceleratorName, ...]:
+    selector = model.spec.serving.node_selector or {}
+    return tuple(
+        profile.name
+        for profile in profiles
+        if profile.name in DISCOVERABLE and not inventory.nodes_with(profile.name, selector)
+    )
+
+
 def _groups(
-    model: InferenceModel, profiles: list[AcceleratorProfile], settings: Settings
+    model: InferenceModel,
+    profiles: list[AcceleratorProfile],
+    settings: Settings,
+    inventory: Inventory | None,
 ) -> tuple[int, ...]:
     roles = {role for profile in profiles for role in profile.groups}
     gids: set[int] = set()
     if "usb" in roles:
         gids.add(settings.usb_group_id)
-    if "render" in roles:
+    discovered = (
+        _discovered_render_gids(model, profiles, inventory)
+        if "render" in roles and settings.node_discovery and inventory is not None
+        else set()
+    )
+    if discovered:
+        gids |= discovered
+    elif "render" in roles and settings.node_discovery:
+        # No node reports the accelerator yet: the condition says so; the settings' GIDs (if
+        # any) stand in until a node appears.
+        gids |= {p.gid for p in settings.render_group_ids_by_pool}
+        if settings.render_group_id is not None:
+            gids.add(settings.render_group_id)
+    elif "render" in roles:
         wanted = model.spec.serving.node_selector or {}
         pools = settings.render_group_ids_by_pool
         matching = {p.gid for p in pools if p.node_selector.items() <= wanted.items()}
@@ -232,8 +276,13 @@ def _groups(
     return tuple(sorted(gids))
 
 
-def resolve(model: InferenceModel, settings: Settings) -> Resolution:
-    """Decide accelerators, counts, access, runtime, image, groups; raise RefusedError."""
+def resolve(
+    model: InferenceModel, settings: Settings, inventory: Inventory | None = None
+) -> Resolution:
+    """Decide accelerators, counts, access, runtime, image, groups; raise RefusedError.
+
+    ``inventory``: what the node agent reported, used when ``settings.node_discovery`` is on.
+    """
     device = model.spec.device
     target = parse_target(device.target_device)
     if target.is_open_auto:
@@ -255,6 +304,15 @@ def resolve(model: InferenceModel, settings: Settings) -> Resolution:
         access_mode=mode,
         runtime=runtime,
         image=_image(model, runtime, profiles, settings),
-        groups=_groups(model, profiles, settings),
+        groups=_groups(model, profiles, settings, inventory),
         privileged=privileged,
+        undiscovered=(
+            _undiscovered(
+                model,
+                [c.profile for c in claims if c.profile.needs_device_access()],
+                inventory or Inventory(),
+            )
+            if settings.node_discovery
+            else ()
+        ),
     )

@@ -76,6 +76,13 @@ class Settings(ApiModel):
         description="Per-node-pool render GIDs. A model whose nodeSelector picks a pool gets "
         "that pool's GID; otherwise it gets all of them plus renderGroupId.",
     )
+    node_discovery: bool = Field(
+        default=False,
+        description="Use what the node agent (chart value nodeAgent.enabled) reports on each "
+        "Node: render GIDs of the nodes a pod may land on become its supplementalGroups, "
+        "HostDevices pods go to nodes labelled kubevino.io/accelerator-<profile>, and a model "
+        "whose accelerator no node has gets DeviceAccess=False (DeviceMissing).",
+    )
     usb_group_id: int = Field(
         default=100,
         ge=0,

@@ -2,20 +2,23 @@
 
 Conditions follow Kubernetes conventions and kstatus: ``Ready`` (it serves: every desired pod is
 available and the Deployment has observed our latest template), ``Progressing`` (a rollout or
-scale is under way), ``Degraded`` (stuck: refused, invalid, or the rollout failed), and their
-kstatus twins ``Reconciling`` and ``Stalled``. A condition's
+scale is under way), ``Degraded`` (stuck: refused, invalid, or the rollout failed),
+``DeviceAccess`` (whether the pods can use their devices; Ready is never True while it is False)
+and kstatus's twins ``Reconciling`` and ``Stalled``. A condition's
 ``lastTransitionTime`` moves only when its status changes, so an unchanged world gives a
 byte-identical status and the operator writes nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from kubevino_operator.conditions import ConditionState
+from kubevino_operator.devicestatus import DEVICE_ACCESS, device_access_state
 from kubevino_operator.podhealth import PodProblem
 from kubevino_operator.render import Rendered
 from kubevino_operator.resolve import Refusal
+from kubevino_operator.settings import Settings
 
 READY = "Ready"
 PROGRESSING = "Progressing"
@@ -24,13 +27,6 @@ DEGRADED = "Degraded"
 # Stalled mirrors Degraded, so a refused model reads as Failed rather than forever InProgress.
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
-
-
-@dataclass(frozen=True)
-class ConditionState:
-    status: str
-    reason: str
-    message: str
 
 
 def _condition(
@@ -142,6 +138,7 @@ def build_status(
     template_generation_current: bool = True,
     invalid: str | None = None,
     pod_problem: PodProblem | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """The whole status for one reconcile or Deployment event."""
     prior = previous or {}
@@ -164,6 +161,20 @@ def build_status(
                 problem = ConditionState("False", pod_problem.reason, pod_problem.message)
                 degraded = ConditionState("True", pod_problem.reason, pod_problem.message)
                 states = {**states, READY: problem, DEGRADED: degraded}
+    device = device_access_state(
+        None if invalid is not None else rendered,
+        pod_problem,
+        states[READY].status == "True",
+        settings or Settings(),
+    )
+    if device.status == "False" and states[READY].status == "True":
+        # Serving, but not on the devices asked for (e.g. no node has them): not Ready.
+        states = {
+            **states,
+            READY: ConditionState("False", device.reason, device.message),
+            DEGRADED: ConditionState("True", device.reason, device.message),
+        }
+    states = {**states, DEVICE_ACCESS: device}
     if isinstance(rendered, Rendered):
         resolution = rendered.resolution
         dstatus = (deployment or {}).get("status") or {}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from kubevino_operator.podsecurity import pod_security_level
-from kubevino_operator.rbac import cluster_role
+from kubevino_operator.rbac import agent_rules, cluster_role
 from kubevino_operator.settings import Settings
 from tests.cluster.conftest import get, model_manifest, wait_until
 from tests.harness.controlplane import REPO, ControlPlane, kube_binaries
@@ -70,6 +70,33 @@ def test_template_output_is_valid_kubernetes(helm: Path) -> None:
 def test_the_chart_ships_exactly_the_role_the_tests_run_under(helm: Path) -> None:
     role = next(obj for obj in rendered(helm) if obj["kind"] == "ClusterRole")
     assert role["rules"] == cluster_role()["rules"]
+
+
+def test_the_node_agent_is_off_by_default_and_least_privileged_when_on(helm: Path) -> None:
+    assert not any(obj["kind"] == "DaemonSet" for obj in rendered(helm))
+    objects = rendered(helm, "nodeAgent.enabled=true", "settings.nodeDiscovery=true")
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.34.0", strict=True)
+    roles = {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == "ClusterRole"}
+    assert roles["kv-kubevino-node-agent"]["rules"] == agent_rules()
+    agent = next(obj for obj in objects if obj["kind"] == "DaemonSet")
+    pod = agent["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][0] == "node-agent"
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert all(mount["readOnly"] for mount in container["volumeMounts"])
+    assert {v["hostPath"]["path"] for v in pod["volumes"]} == {"/dev", "/sys"}
+    # hostPath is what makes it privileged level, nothing else.
+    assert pod_security_level(pod) == "privileged"
+    without_host_paths = {**pod, "volumes": [{"name": "dev", "emptyDir": {}}]}
+    assert pod_security_level(without_host_paths) == "restricted"
+    config = next(obj for obj in objects if obj["kind"] == "ConfigMap")
+    assert Settings.model_validate(yaml.safe_load(config["data"]["settings.yaml"])).node_discovery
 
 
 def test_settings_values_become_a_settings_file_the_operator_accepts(helm: Path) -> None:

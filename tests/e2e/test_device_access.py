@@ -74,7 +74,7 @@ PROBE = """
 import errno, json, os, stat
 results = {}
 paths = os.environ.get("KUBEVINO_DEVICE_PATHS") or os.environ.get("PROBE_PATHS", "")
-for root in filter(None, paths.split(",")):
+for root in (item.rpartition("=")[2] for item in filter(None, paths.split(","))):
     found = [root] if not os.path.isdir(root) else [
         os.path.join(d, f) for d, _, files in os.walk(root) for f in files]
     for path in found:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubevino_operator.podhealth import diagnose, diagnose_events
+from kubevino_operator.podhealth import MESSAGE_LIMIT, diagnose, diagnose_events
 
 
 def _pod(name: str = "m-1", **status: Any) -> dict[str, Any]:
@@ -69,7 +69,7 @@ def test_terminating_pods_are_ignored_and_long_messages_are_cut() -> None:
     gone["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     assert diagnose([gone]) is None
     problem = diagnose([_pod(containerStatuses=[_container(state=waiting)])])
-    assert problem is not None and len(problem.message) <= 600
+    assert problem is not None and len(problem.message) <= MESSAGE_LIMIT
 
 
 def test_a_volume_that_does_not_mount_is_read_from_the_kubelets_warning() -> None:

@@ -110,7 +110,7 @@ def test_a_composite_target_gets_the_union_of_its_devices_access() -> None:
     }
     env = {entry["name"]: entry["value"] for entry in server(result)["env"]}
     assert env["KUBEVINO_ACCELERATORS"] == "intel-gpu,intel-npu,cpu"
-    assert env["KUBEVINO_DEVICE_PATHS"] == "/dev/dri,/dev/accel"
+    assert env["KUBEVINO_DEVICE_PATHS"] == "GPU=/dev/dri,NPU=/dev/accel"
 
 
 def test_an_instance_index_claims_enough_devices_to_make_it_visible() -> None:

@@ -63,6 +63,7 @@ def test_ready_only_when_every_desired_pod_is_available() -> None:
         "Ready": ("False", "RollingOut"),
         "Progressing": ("True", "RollingOut"),
         "Degraded": ("False", "AsExpected"),
+        "DeviceAccess": ("True", "NoDeviceNeeded"),
     }
     serving = build_status(
         generation=3, previous=rolling, now=T1, rendered=_render(), deployment=deployment(2, 2)
@@ -102,6 +103,7 @@ def test_transition_time_moves_only_when_the_status_flips() -> None:
         "Ready": T1,
         "Progressing": T1,
         "Degraded": T0,
+        "DeviceAccess": T0,  # a CPU model needs no device, before and after
         "Reconciling": T1,
         "Stalled": T0,
     }
@@ -131,6 +133,7 @@ def test_refusals_and_invalid_specs_are_stalled_with_their_reason() -> None:
         "Ready": ("False", "PrivilegeNotAllowed"),
         "Progressing": ("False", "PrivilegeNotAllowed"),
         "Degraded": ("True", "PrivilegeNotAllowed"),
+        "DeviceAccess": ("False", "NotAllowed"),
     }
     invalid = build_status(
         generation=4,
