@@ -130,6 +130,12 @@ PRINTER_COLUMNS = [
         "description": "Why Ready is what it is.",
     },
     {
+        "name": "Devices",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="DeviceAccess")].reason',
+        "description": "Whether the pods can use their devices (DeviceAccess's reason).",
+    },
+    {
         "name": "Accelerators",
         "type": "string",
         "jsonPath": ".status.accelerators",

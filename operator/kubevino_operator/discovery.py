@@ -63,7 +63,10 @@ class NodeDevices:
 
     @property
     def render_gids(self) -> tuple[int, ...]:
-        """GIDs owning the nodes the render group opens (GPU render nodes, NPU accel nodes)."""
+        """GIDs owning the nodes the render group opens (GPU render nodes, NPU accel nodes).
+
+        Only where the group is what grants access: a node anyone may open (WSL2's /dev/dxg
+        is 0666) needs no group, and root's group is never handed to a pod."""
         return tuple(
             sorted(
                 {
@@ -71,6 +74,7 @@ class NodeDevices:
                     for name in self.accelerators
                     if "render" in PROFILES[name].groups
                     for node in self.found[name]
+                    if node.gid != 0 and int(node.mode, 8) & 0o006 != 0o006
                 }
             )
         )
