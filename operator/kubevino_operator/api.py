@@ -606,7 +606,10 @@ class InferenceModelSpec(ApiModel):
 class Condition(ApiModel):
     """A standard Kubernetes condition."""
 
-    type: str = Field(description="Ready, Progressing, Degraded, DeviceAccess, Reconciling, Stalled.", max_length=316)
+    type: str = Field(
+        description="Ready, Progressing, Degraded, DeviceAccess, Reconciling, Stalled.",
+        max_length=316,
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(
         description="CamelCase reason, stable for tools.",
@@ -640,7 +643,8 @@ class InferenceModelStatus(ApiModel):
     )
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Ready (it serves), Progressing, Degraded, DeviceAccess (the pods can use their devices), and kstatus's Reconciling and Stalled.",
+        description="Ready (it serves), Progressing, Degraded, DeviceAccess (the pods can use "
+        "their devices), and kstatus's Reconciling and Stalled.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     replicas: int | None = Field(default=None, description="Pods of the Deployment.")
