@@ -83,12 +83,12 @@ def test_kubectl_explain_documents_the_fields(cluster: ControlPlane) -> None:
     assert "accessMode" in explained and "DevicePlugin" in explained
 
 
-def test_kubectl_get_shows_target_ready_replicas_and_reason(
+def test_kubectl_get_shows_target_ready_replicas_reason_and_devices(
     cluster: ControlPlane, namespace: str
 ) -> None:
     manifest = model_manifest("columns", namespace, device={"targetDevice": "AUTO:GPU,CPU"})
     cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
     header = cluster.kubectl("get", "im", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "TARGET", "READY", "REPLICAS", "REASON", "AGE"]
+    assert header == ["NAME", "TARGET", "READY", "REPLICAS", "REASON", "DEVICES", "AGE"]
     row = cluster.kubectl("get", "inferencemodels", "-n", namespace).stdout.splitlines()[1]
     assert "AUTO:GPU,CPU" in row

@@ -96,3 +96,12 @@ def test_a_device_the_settings_refuse(operator_installed: Cluster) -> None:
     ready = _wait_reason(operator_installed, "refused", "PrivilegeNotAllowed", timeout=60)
     assert "allowPrivileged" in ready["message"]
     assert get(operator_installed.plane, "deployment", "refused", MODELS) is None
+
+
+def test_a_model_host_path_that_does_not_exist(operator_installed: Cluster) -> None:
+    """No container ever starts: only the kubelet's FailedMount warning says why; the
+    operator's periodic recheck reads it (no pod status change would announce it)."""
+    missing = operator_installed.directory / "no-such-models"
+    _apply(operator_installed, "no-path", str(missing))
+    ready = _wait_reason(operator_installed, "no-path", "VolumeMountFailed", timeout=150)
+    assert str(missing) in ready["message"]

@@ -1,10 +1,12 @@
 """A test device plugin for the kubelet (device-plugin API v1beta1, grpcio).
 
-    python -m tests.e2e.deviceplugin RESOURCE CONTAINER_PATH=HOST_PATH ...
+    python -m tests.e2e.deviceplugin [--mount-only] RESOURCE CONTAINER_PATH=HOST_PATH ...
 
 Advertises one healthy device per mapping and hands the pod a DeviceSpec for it, the way
 Intel's GPU/NPU plugins hand out /dev/dri and /dev/accel nodes: the container runtime then
 creates the node in the container and grants it in the device cgroup, with no privilege.
+``--mount-only`` plays a broken plugin: it bind-mounts the node instead, so the container sees
+it but its device cgroup never grants it (what a pod that mounts /dev itself gets).
 The gRPC code is generated from v1beta1.proto at start (grpcio-tools, a test dependency).
 """
 
@@ -41,7 +43,9 @@ def _generated() -> tuple[ModuleType, ModuleType]:
 
 
 def main() -> None:
-    resource, *mappings = sys.argv[1:]
+    arguments = sys.argv[1:]
+    mount_only = "--mount-only" in arguments
+    resource, *mappings = [argument for argument in arguments if argument != "--mount-only"]
     devices = dict(mapping.split("=", 1) for mapping in mappings)  # container path → host
     pb, pb_grpc = _generated()
     stopped = threading.Event()
@@ -66,6 +70,13 @@ def main() -> None:
         def Allocate(self, request: Any, context: Any) -> Any:  # noqa: N802
             responses = []
             for container in request.container_requests:
+                if mount_only:
+                    mounts = [
+                        pb.Mount(container_path=ids[i], host_path=devices[ids[i]])
+                        for i in container.devices_ids
+                    ]
+                    responses.append(pb.ContainerAllocateResponse(mounts=mounts))
+                    continue
                 specs = [
                     pb.DeviceSpec(
                         container_path=ids[i], host_path=devices[ids[i]], permissions="rw"
