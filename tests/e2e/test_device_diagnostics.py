@@ -14,7 +14,8 @@ helm, settings changed with ``helm upgrade``, the server's own device check in t
 
 The fake render node is backed by a real driver (``/dev/null``'s major and minor) so that it
 opens once access is right; OpenVINO then finds no GPU behind it and AUTO falls back to CPU,
-which the server's diagnostics say.
+which the server's diagnostics say. The broken plugin hands over a real DRM major (226:128)
+instead: /dev/null is in every container's default device allow-list, a render node is not.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ NAME = "gpu-diag"
 class Roots:
     good: Path  # dri/renderD128, group 110, mode 0660
     empty: Path  # dri/ with nothing in it
+    drm_node: Path  # a real DRM render node number (226:128), group 110, mode 0660
     models: Path
 
 
@@ -59,16 +61,20 @@ def roots(operator_installed: Cluster) -> Iterator[Roots]:
     node = good / "dri" / "renderD128"
     node.parent.mkdir(parents=True)
     (empty / "dri").mkdir(parents=True)
-    os.mknod(node, stat.S_IFCHR | 0o660, os.makedev(1, 3))
-    os.chown(node, 0, RENDER_GID)
-    node.chmod(0o660)
-    for directory in [base, good, good / "dri", empty, empty / "dri"]:
+    drm_node = base / "drm" / "renderD128"
+    drm_node.parent.mkdir()
+    for path, device in ((node, os.makedev(1, 3)), (drm_node, os.makedev(226, 128))):
+        os.mknod(path, stat.S_IFCHR | 0o660, device)
+        os.chown(path, 0, RENDER_GID)
+        path.chmod(0o660)
+    for directory in [base, good, good / "dri", empty, empty / "dri", drm_node.parent]:
         directory.chmod(0o755)
     models = node_model_directory(base / "models")
     try:
-        yield Roots(good, empty, models)
+        yield Roots(good, empty, drm_node, models)
     finally:
         node.unlink(missing_ok=True)
+        drm_node.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +96,8 @@ def gpu_node(operator_installed: Cluster, roots: Roots) -> Iterator[Cluster]:
         )  # fmt: skip
         node = _node(e2e)
         ours = [key for key in node["metadata"]["labels"] if key.startswith("kubevino.io/")]
-        e2e.plane.kubectl("label", "node", e2e.node.name, *(f"{key}-" for key in ours))
+        if ours:
+            e2e.plane.kubectl("label", "node", e2e.node.name, *(f"{key}-" for key in ours))
         e2e.plane.kubectl(
             "annotate", "node", e2e.node.name, "kubevino.io/render-gids-", "kubevino.io/devices-"
         )
@@ -158,7 +165,7 @@ def mount_only_plugin(gpu_node: Cluster, roots: Roots) -> Iterator[None]:
     """A broken GPU plugin: it bind-mounts the render node but grants no device access."""
     plugin = subprocess.Popen(
         [sys.executable, "-m", "tests.e2e.deviceplugin", "--mount-only", "gpu.intel.com/i915",
-         f"/dev/dri/renderD128={roots.good / 'dri' / 'renderD128'}"],
+         f"/dev/dri/renderD128={roots.drm_node}"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
