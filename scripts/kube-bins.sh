@@ -11,11 +11,13 @@ source "$here/versions.env"
 kube_version=${KUBEVINO_KUBE_VERSION:-$KUBE_VERSION}
 etcd_version=${KUBEVINO_ETCD_VERSION:-$ETCD_VERSION}
 helm_version=${KUBEVINO_HELM_VERSION:-$HELM_VERSION}
+minio_version=${KUBEVINO_MINIO_VERSION:-$MINIO_VERSION}
 cache=${KUBEVINO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubevino}
 components=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 kube_dir="$cache/kubernetes-$kube_version"
 etcd_dir="$cache/etcd-$etcd_version"
 helm_dir="$cache/helm-$helm_version"
+minio_dir="$cache/minio-$minio_version"
 
 log() { echo "kube-bins: $*" >&2; }
 
@@ -90,12 +92,21 @@ build_helm() {
   rm -rf "$helm_dir"; mv "$helm_dir.partial" "$helm_dir"
 }
 
+build_minio() {
+  log "building minio $minio_version"
+  mkdir -p "$minio_dir.partial"
+  GOBIN="$minio_dir.partial" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+    "github.com/minio/minio@$minio_version"
+  rm -rf "$minio_dir"; mv "$minio_dir.partial" "$minio_dir"
+}
+
 complete() { for c in "$@"; do [[ -x "$c" ]] || return 1; done; }
 
 kube_paths=(); for c in "${components[@]}"; do kube_paths+=("$kube_dir/$c"); done
 complete "${kube_paths[@]}" || build_kubernetes
 complete "$etcd_dir/etcd" || build_etcd
 complete "$helm_dir/helm" || build_helm
+complete "$minio_dir/minio" || build_minio
 mkdir -p "$cache/bin-$kube_version"
-for path in "${kube_paths[@]}" "$etcd_dir/etcd" "$helm_dir/helm"; do ln -sf "$path" "$cache/bin-$kube_version/"; done
+for path in "${kube_paths[@]}" "$etcd_dir/etcd" "$helm_dir/helm" "$minio_dir/minio"; do ln -sf "$path" "$cache/bin-$kube_version/"; done
 echo "$cache/bin-$kube_version"

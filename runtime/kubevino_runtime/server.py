@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -40,10 +38,9 @@ from kubevino_runtime.repository import (
     parse_shape,
     read_config_file,
 )
+from kubevino_runtime.termination import write_termination_message
 
 log = logging.getLogger("kubevino.server")
-TERMINATION_LOG_ENV = "KUBEVINO_TERMINATION_LOG"
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 DIAGNOSTICS_PATH = "/kubevino/diagnostics"
 
 
@@ -137,13 +134,6 @@ def configs_from_args(args: argparse.Namespace) -> list[ModelConfig]:
         }
     }
     return [model_config_from_entry(entry, 0)]
-
-
-def write_termination_message(message: str) -> None:
-    """Kubernetes shows this file's text in the pod's status (terminationMessagePath)."""
-    path = Path(os.environ.get(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG))
-    with contextlib.suppress(OSError):
-        path.write_text(message + "\n", encoding="utf-8")
 
 
 @dataclass
