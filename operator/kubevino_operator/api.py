@@ -134,13 +134,16 @@ class HttpSource(ApiModel):
     """An HTTP(S) location fetched by an init container before the server starts."""
 
     url: str = Field(
-        description="http:// or https:// URL of the model directory or archive.",
+        description="http:// or https:// URL of a model file (served as version 1) or of a "
+        ".tar, .tar.gz, .tgz or .zip archive holding version folders (or the files of one "
+        "version).",
         pattern=r"^https?://",
         max_length=2048,
     )
     sha256: dict[str, str] | None = Field(
         default=None,
-        description="Expected SHA-256 (hex) per file path; a mismatch fails the fetch.",
+        description="Expected SHA-256 (hex) per file path in the model as served (e.g. "
+        "1/model.xml); a mismatch fails the fetch.",
     )
 
 
@@ -166,6 +169,11 @@ class S3Source(ApiModel):
     )
     verify_tls: bool = Field(
         default=True, description="Verify the endpoint's TLS certificate (on by default)."
+    )
+    sha256: dict[str, str] | None = Field(
+        default=None,
+        description="Expected SHA-256 (hex) per file path in the model (e.g. 1/model.bin); a "
+        "mismatch fails the fetch.",
     )
 
 
@@ -207,6 +215,17 @@ class ModelSource(ApiModel):
         default=None, description="Serve from a node directory (development)."
     )
     image: ImageSource | None = Field(default=None, description="Serve from an OCI image.")
+
+
+class DownloadCache(ApiModel):
+    """Where fetched models are kept so that replicas and restarts do not download again."""
+
+    claim_name: str = Field(
+        description="PVC shared by the replicas (ReadWriteMany, or ReadWriteOnce when they "
+        "share a node). The first pod downloads, the others find it there; point "
+        "performance.modelCache.claimName at the same PVC to keep compiled models there too.",
+        max_length=253,
+    )
 
 
 class LatestVersions(ApiModel):
@@ -254,6 +273,14 @@ class VersionPolicy(ApiModel):
 class ModelSpec(ApiModel):
     """The model to serve."""
 
+    cel_rules = (
+        Rule(
+            cel="!has(self.cache) || has(self.source.http) || has(self.source.s3)",
+            message="model.cache keeps downloads: it needs an http or s3 source",
+            holds=lambda m: m.cache is None or m.source.http is not None or m.source.s3 is not None,
+        ),
+    )
+
     name: str | None = Field(
         default=None,
         description="Name clients use in requests (defaults to the InferenceModel's name).",
@@ -263,6 +290,11 @@ class ModelSpec(ApiModel):
     source: ModelSource = Field(description="Where the model files come from.")
     version_policy: VersionPolicy | None = Field(
         default=None, description="Which versions to serve (default: the latest one)."
+    )
+    cache: DownloadCache | None = Field(
+        default=None,
+        description="Keep HTTP/S3 downloads on a shared PVC (default: each pod downloads into "
+        "its own emptyDir).",
     )
 
 
@@ -607,7 +639,8 @@ class Condition(ApiModel):
     """A standard Kubernetes condition."""
 
     type: str = Field(
-        description="Ready, Progressing, Degraded, DeviceAccess, Reconciling, Stalled.",
+        description="Ready, Progressing, Degraded, DeviceAccess, ModelLoaded, Reconciling, "
+        "Stalled.",
         max_length=316,
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
@@ -644,7 +677,8 @@ class InferenceModelStatus(ApiModel):
     conditions: list[Condition] | None = Field(
         default=None,
         description="Ready (it serves), Progressing, Degraded, DeviceAccess (the pods can use "
-        "their devices), and kstatus's Reconciling and Stalled.",
+        "their devices), ModelLoaded (the model reached the server: source, versions, fetch "
+        "time, or why not), and kstatus's Reconciling and Stalled.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     replicas: int | None = Field(default=None, description="Pods of the Deployment.")

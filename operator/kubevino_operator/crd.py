@@ -136,6 +136,13 @@ PRINTER_COLUMNS = [
         "description": "Whether the pods can use their devices (DeviceAccess's reason).",
     },
     {
+        "name": "Model",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="ModelLoaded")].reason',
+        "priority": 1,
+        "description": "Whether the model reached the server (ModelLoaded's reason).",
+    },
+    {
         "name": "Accelerators",
         "type": "string",
         "jsonPath": ".status.accelerators",

@@ -116,7 +116,7 @@ def device_access_state(
         return ConditionState("True", "NoDeviceNeeded", "the target runs on CPU: no device")
     if resolution.undiscovered:
         return _undiscovered(resolution, settings)
-    if pod_problem is not None and pod_problem.device_access:
+    if pod_problem is not None and pod_problem.condition == DEVICE_ACCESS:
         fix = _fix(pod_problem, resolution, settings)
         return ConditionState("False", pod_problem.reason, f"{pod_problem.message} Fix: {fix}.")
     names = ", ".join(PROFILES[name].name for name in resolution.accelerators if name != "cpu")

@@ -30,7 +30,8 @@ from kubevino_operator.cli import describe_validation_error
 from kubevino_operator.discovery import DISCOVERED_LABEL, Inventory
 from kubevino_operator.drift import already_applied
 from kubevino_operator.kube import Kube, load_api_client
-from kubevino_operator.podhealth import diagnose, diagnose_events
+from kubevino_operator.modelsource import is_fetched
+from kubevino_operator.podhealth import diagnose, diagnose_events, fetch_report
 from kubevino_operator.render import (
     CONFIG_HASH_ANNOTATION,
     INSTANCE_LABEL,
@@ -245,9 +246,14 @@ async def refresh_status(
         elif deployment is None:
             deployment = await kube.get("apps/v1", "Deployment", namespace, name)
         pod_problem = None
-        if isinstance(rendered, Rendered) and _short_of_pods(deployment):
+        report = None
+        pods: list[dict[str, Any]] = []
+        short = _short_of_pods(deployment)
+        if isinstance(rendered, Rendered) and (short or is_fetched(rendered.model)):
             selector = ",".join(f"{k}={v}" for k, v in rendered.selector.items())
             pods = await kube.list("v1", "Pod", namespace, selector)
+            report = fetch_report(pods) if is_fetched(rendered.model) else None
+        if isinstance(rendered, Rendered) and short:
             pod_problem = diagnose(pods)
             if pod_problem is None and pods:
                 warnings = await kube.list(
@@ -265,6 +271,7 @@ async def refresh_status(
             invalid=parsed if isinstance(parsed, str) else None,
             pod_problem=pod_problem,
             settings=Context.settings,
+            fetch_report=report,
         )
         if applied_replicas is not None:
             status["appliedReplicas"] = applied_replicas

@@ -51,9 +51,9 @@ def load_api_client() -> k8s.ApiClient:
     """KUBECONFIG (or ~/.kube/config) first, then the in-cluster service account."""
     configuration = k8s.Configuration()
     try:
-        k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call,unused-ignore]
     except (k8s_config.ConfigException, FileNotFoundError, TypeError):
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call,unused-ignore]
     configuration.connection_pool_maxsize = CONCURRENT_REQUESTS
     return k8s.ApiClient(configuration)
 
@@ -109,7 +109,7 @@ class Kube:
                 post_params=post,
                 _request_timeout=60,
             )
-            response.read()  # type: ignore[no-untyped-call]
+            response.read()  # type: ignore[no-untyped-call,unused-ignore]
         except ApiException as error:
             raise KubeError(int(error.status or 0), _message(error.body, error.reason)) from None
         if response.status >= 400:

@@ -19,6 +19,20 @@ _START_FAILED = {"CreateContainerConfigError", "CreateContainerError", "RunConta
 DEVICE_ACCESS_REASONS = frozenset(
     {"DeviceMissing", "GroupMissing", "CgroupDenied", "DriverMissing"}
 )
+# What kubevino-fetch says (kubevino_runtime.fetch): success, or why it failed.
+FETCH_DONE_REASONS = frozenset({"Fetched", "Cached"})
+FETCH_FAILURE_REASONS = frozenset(
+    {
+        "Unauthorized",
+        "NotFound",
+        "ChecksumMismatch",
+        "NoSpace",
+        "Unreachable",
+        "InvalidModel",
+        "FetchFailed",
+    }
+)
+_FETCH_MESSAGE = re.compile(r"^ModelFetch=(?P<reason>[A-Za-z]+): (?P<paragraph>.*)$", re.DOTALL)
 _DEVICE_MESSAGE = re.compile(r"^DeviceAccess=(?P<reason>[A-Za-z]+): (?P<paragraph>.*)$", re.DOTALL)
 
 
@@ -28,8 +42,9 @@ class PodProblem:
     message: str
     # A pod no node takes yet may be waiting for an autoscaler: said, but not a failure.
     transient: bool = False
-    # The server's own device check stopped it (reason: the DeviceAccess condition's).
-    device_access: bool = False
+    # The condition besides Ready whose reason this is: "DeviceAccess" (the server's device
+    # check stopped it) or "ModelLoaded" (the model fetch failed); "" for Ready alone.
+    condition: str = ""
     node: str = ""
 
 
@@ -47,9 +62,35 @@ def _device_problem(pod_name: str, node: str, message: str) -> PodProblem | None
     return PodProblem(
         found["reason"],
         _short(f"pod {pod_name}{where}: {found['paragraph']}"),
-        device_access=True,
+        condition="DeviceAccess",
         node=node,
     )
+
+
+def _fetch_problem(pod_name: str, container: str, message: str) -> PodProblem | None:
+    """``kubevino-fetch`` writes ``ModelFetch=<Reason>: <what happened>`` when it fails."""
+    found = _FETCH_MESSAGE.match(message.strip())
+    if found is None or found["reason"] not in FETCH_FAILURE_REASONS:
+        return None
+    return PodProblem(
+        found["reason"],
+        _short(f"pod {pod_name}, init container {container}: {found['paragraph']}"),
+        condition="ModelLoaded",
+    )
+
+
+def fetch_report(pods: list[dict[str, Any]]) -> str | None:
+    """What the newest pod's successful fetch said (``ModelFetch=Fetched: …``), if any."""
+    reports = []
+    for pod in pods:
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        for container in (pod.get("status") or {}).get("initContainerStatuses") or []:
+            done = ((container.get("state") or {}).get("terminated")) or {}
+            found = _FETCH_MESSAGE.match((done.get("message") or "").strip())
+            if done.get("exitCode") == 0 and found and found["reason"] in FETCH_DONE_REASONS:
+                reports.append((done.get("finishedAt") or "", done["message"].strip()))
+    return max(reports)[1] if reports else None
 
 
 def _container_problem(pod_name: str, node: str, container: dict[str, Any]) -> PodProblem | None:
@@ -73,9 +114,12 @@ def _container_problem(pod_name: str, node: str, container: dict[str, Any]) -> P
     current = (container.get("state") or {}).get("terminated") or {}
     terminated = current or last
     if terminated and terminated.get("exitCode", 0) != 0:
-        device = _device_problem(pod_name, node, terminated.get("message") or "")
-        if device is not None:
-            return device
+        said_message = terminated.get("message") or ""
+        specific = _device_problem(pod_name, node, said_message) or _fetch_problem(
+            pod_name, name, said_message
+        )
+        if specific is not None:
+            return specific
         said = terminated.get("message") or terminated.get("reason") or "no message"
         restarts = container.get("restartCount", 0)
         return PodProblem(

@@ -12,6 +12,14 @@ from typing import Any
 
 from kubevino_operator.api import InferenceModel, PodSecurityLevel
 from kubevino_operator.discovery import DISCOVERABLE, Inventory, accelerator_label
+from kubevino_operator.modelsource import (
+    CACHE_DIR,
+    CONFIG_DIR,
+    MODEL_DIR,
+    ModelDelivery,
+    checksums,
+    model_delivery,
+)
 from kubevino_operator.podsecurity import pod_security_level
 from kubevino_operator.profiles import AcceleratorProfile, HostVolume
 from kubevino_operator.resolve import (
@@ -23,10 +31,6 @@ from kubevino_operator.resolve import (
 )
 from kubevino_operator.settings import Settings
 
-MODEL_ROOT = "/models"
-MODEL_DIR = f"{MODEL_ROOT}/model"
-CONFIG_DIR = "/config"
-CACHE_DIR = "/cache"
 FIELD_MANAGER = "kubevino"
 INSTANCE_LABEL = "kubevino.io/inference-model"
 CONFIG_HASH_ANNOTATION = "kubevino.io/config-hash"
@@ -42,6 +46,7 @@ class Rendered:
     pod_security_level: PodSecurityLevel
     endpoints: dict[str, str]
     selector: dict[str, str]
+    model: InferenceModel
 
 
 def labels(model: InferenceModel) -> dict[str, str]:
@@ -105,9 +110,9 @@ def _json(data: Any) -> str:
 
 def _config_map(model: InferenceModel) -> dict[str, Any]:
     data = {"config.json": _json(model_server_config(model))}
-    http = model.spec.model.source.http
-    if http is not None and http.sha256:
-        data["sha256.json"] = _json(dict(sorted(http.sha256.items())))
+    expected = checksums(model)
+    if expected:
+        data["sha256.json"] = _json(expected)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -117,97 +122,6 @@ def _config_map(model: InferenceModel) -> dict[str, Any]:
 
 
 # --- volumes ----------------------------------------------------------------------------------
-
-
-def _model_volume(model: InferenceModel) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The volume holding the model and how the server mounts it (read-only)."""
-    source = model.spec.model.source
-    mount: dict[str, Any] = {"name": "model", "mountPath": MODEL_DIR, "readOnly": True}
-    volume: dict[str, Any]
-    if source.pvc is not None:
-        volume = {
-            "name": "model",
-            "persistentVolumeClaim": {"claimName": source.pvc.claim_name, "readOnly": True},
-        }
-        if source.pvc.sub_path:
-            mount["subPath"] = source.pvc.sub_path
-    elif source.host_path is not None:
-        volume = {"name": "model", "hostPath": {"path": source.host_path.path, "type": "Directory"}}
-    elif source.image is not None:
-        # Image volumes: beta from Kubernetes 1.33 (feature gate ImageVolume).
-        volume = {
-            "name": "model",
-            "image": {"reference": source.image.reference, "pullPolicy": "IfNotPresent"},
-        }
-        mount["subPath"] = source.image.path.lstrip("/")
-    else:
-        volume = {"name": "model", "emptyDir": {}}
-    return volume, mount
-
-
-def _fetch_container(
-    model: InferenceModel, image: str, settings: Settings, security: dict[str, Any]
-) -> dict[str, Any] | None:
-    """An init container that downloads an HTTP(S) or S3 model into the model volume."""
-    source = model.spec.model.source
-    args: list[str]
-    env: list[dict[str, Any]] = []
-    mounts: list[dict[str, Any]] = [
-        {"name": "model", "mountPath": MODEL_DIR},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    if source.http is not None:
-        args = ["--url", source.http.url, "--dest", MODEL_DIR]
-        if source.http.sha256:
-            args += ["--sha256-file", f"{CONFIG_DIR}/sha256.json"]
-            mounts.append({"name": "config", "mountPath": CONFIG_DIR, "readOnly": True})
-    elif source.s3 is not None:
-        s3 = source.s3
-        args = ["--s3-uri", s3.uri, "--dest", MODEL_DIR]
-        if s3.endpoint:
-            args += ["--s3-endpoint", s3.endpoint]
-        if s3.region:
-            args += ["--s3-region", s3.region]
-        if not s3.verify_tls:
-            args.append("--no-verify-tls")
-        if s3.secret_ref is not None:
-            for key, optional in (
-                ("AWS_ACCESS_KEY_ID", False),
-                ("AWS_SECRET_ACCESS_KEY", False),
-                ("AWS_SESSION_TOKEN", True),
-            ):
-                ref: dict[str, Any] = {"name": s3.secret_ref.name, "key": key}
-                if optional:
-                    ref["optional"] = True
-                env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
-    else:
-        return None
-    container: dict[str, Any] = {
-        "name": "fetch-model",
-        "image": image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["kubevino-fetch"],
-        "args": args,
-        "volumeMounts": mounts,
-        "securityContext": security,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    if env:
-        container["env"] = env
-    return container
-
-
-def _cache_volume(model: InferenceModel) -> dict[str, Any] | None:
-    performance = model.spec.performance
-    cache = performance.model_cache if performance else None
-    if cache is None or not cache.enabled:
-        return None
-    if cache.claim_name:
-        return {"name": "model-cache", "persistentVolumeClaim": {"claimName": cache.claim_name}}
-    empty: dict[str, Any] = {}
-    if cache.size_limit is not None:
-        empty["sizeLimit"] = str(cache.size_limit)
-    return {"name": "model-cache", "emptyDir": empty}
 
 
 def _device_volumes(
@@ -331,7 +245,9 @@ def _device_paths(resolution: Resolution) -> str:
 MODEL_WAIT_SECONDS = 30
 
 
-def _server_args(model: InferenceModel, resolution: Resolution) -> list[str]:
+def _server_args(
+    model: InferenceModel, resolution: Resolution, delivery: ModelDelivery
+) -> list[str]:
     rest_port, grpc_port = _ports(model)
     args = [
         "--config_path",
@@ -341,7 +257,7 @@ def _server_args(model: InferenceModel, resolution: Resolution) -> list[str]:
         "--rest_port",
         str(rest_port),
     ]
-    if _cache_volume(model) is not None:
+    if delivery.cache_dir:
         args += ["--cache_dir", CACHE_DIR]
     if resolution.runtime == "Kubevino":
         args += ["--model_wait_seconds", str(MODEL_WAIT_SECONDS)]
@@ -361,21 +277,19 @@ def _pod_template(
     model: InferenceModel, resolution: Resolution, settings: Settings, config_hash: str
 ) -> dict[str, Any]:
     rest_port, grpc_port = _ports(model)
-    model_volume, model_mount = _model_volume(model)
+    delivery = model_delivery(model, settings, _container_security(privileged=False))
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_name(model)}},
-        model_volume,
+        *delivery.volumes[:1],
         {"name": "tmp", "emptyDir": {}},
+        *delivery.volumes[1:],
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-        model_mount,
+        *delivery.server_mounts[:1],
         {"name": "tmp", "mountPath": "/tmp"},
+        *delivery.server_mounts[1:],
     ]
-    cache = _cache_volume(model)
-    if cache is not None:
-        volumes.append(cache)
-        mounts.append({"name": "model-cache", "mountPath": CACHE_DIR})
     for claim in resolution.device_claims:
         device_volumes, device_mounts = _device_volumes(claim.profile, resolution, settings)
         volumes += device_volumes
@@ -397,7 +311,7 @@ def _pod_template(
         "name": "server",
         "image": resolution.image,
         "imagePullPolicy": settings.image_pull_policy,
-        "args": _server_args(model, resolution),
+        "args": _server_args(model, resolution, delivery),
         "ports": [
             {"name": "http", "containerPort": rest_port, "protocol": "TCP"},
             {"name": "grpc", "containerPort": grpc_port, "protocol": "TCP"},
@@ -422,11 +336,8 @@ def _pod_template(
         "volumes": volumes,
         "terminationGracePeriodSeconds": 30,
     }
-    fetch = _fetch_container(
-        model, settings.runtime_image, settings, _container_security(privileged=False)
-    )
-    if fetch is not None:
-        pod_spec["initContainers"] = [fetch]
+    if delivery.init_containers:
+        pod_spec["initContainers"] = delivery.init_containers
     node_selector = _node_selector(model, resolution, settings)
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
@@ -582,4 +493,5 @@ def render(
         pod_security_level=pod_security_level(deployment["spec"]["template"]["spec"]),
         endpoints=endpoints(model, settings),
         selector=selector(model),
+        model=model,
     )

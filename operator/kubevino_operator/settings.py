@@ -110,6 +110,13 @@ class Settings(ApiModel):
         description="Override the node labels a profile's HostDevices pods require "
         "({} turns node selection off).",
     )
+    image_volumes: bool = Field(
+        default=False,
+        description="Mount image model sources as image volumes: Kubernetes 1.33/1.34 with "
+        "the ImageVolume feature gate on (beta, off by default), on by default from 1.35, and "
+        "a runtime that supports them (containerd 2.1+, CRI-O 1.31+). Off: an init container "
+        "running the model image copies its model directory out (the image needs cp).",
+    )
     run_as_user: int = Field(default=5000, ge=1, description="Non-root UID of server pods.")
     run_as_group: int = Field(default=5000, ge=1, description="Primary GID of server pods.")
     cluster_domain: str = Field(default="cluster.local", description="For endpoint URLs.")

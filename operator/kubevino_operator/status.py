@@ -3,8 +3,9 @@
 Conditions follow Kubernetes conventions and kstatus: ``Ready`` (it serves: every desired pod is
 available and the Deployment has observed our latest template), ``Progressing`` (a rollout or
 scale is under way), ``Degraded`` (stuck: refused, invalid, or the rollout failed),
-``DeviceAccess`` (whether the pods can use their devices; Ready is never True while it is False)
-and kstatus's twins ``Reconciling`` and ``Stalled``. A condition's
+``DeviceAccess`` (whether the pods can use their devices; Ready is never True while it is False),
+``ModelLoaded`` (the model reached the server: from where, which versions, how long the fetch
+took, or why not) and kstatus's twins ``Reconciling`` and ``Stalled``. A condition's
 ``lastTransitionTime`` moves only when its status changes, so an unchanged world gives a
 byte-identical status and the operator writes nothing.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from kubevino_operator.conditions import ConditionState
 from kubevino_operator.devicestatus import DEVICE_ACCESS, device_access_state
+from kubevino_operator.modelstatus import MODEL_LOADED, model_loaded
 from kubevino_operator.podhealth import PodProblem
 from kubevino_operator.render import Rendered
 from kubevino_operator.resolve import Refusal
@@ -139,6 +141,7 @@ def build_status(
     invalid: str | None = None,
     pod_problem: PodProblem | None = None,
     settings: Settings | None = None,
+    fetch_report: str | None = None,
 ) -> dict[str, Any]:
     """The whole status for one reconcile or Deployment event."""
     prior = previous or {}
@@ -174,7 +177,13 @@ def build_status(
             READY: ConditionState("False", device.reason, device.message),
             DEGRADED: ConditionState("True", device.reason, device.message),
         }
-    states = {**states, DEVICE_ACCESS: device}
+    loaded = model_loaded(
+        None if invalid is not None else rendered,
+        pod_problem,
+        fetch_report,
+        states[READY].status == "True",
+    )
+    states = {**states, DEVICE_ACCESS: device, MODEL_LOADED: loaded}
     if isinstance(rendered, Rendered):
         resolution = rendered.resolution
         dstatus = (deployment or {}).get("status") or {}

@@ -416,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-verify-tls", action="store_true", help="do not verify TLS")
     parser.add_argument("--sha256-file", help="JSON map: path in the model → expected sha256")
     parser.add_argument("--retries", type=int, default=5, help="attempts per request")
+    parser.add_argument(
+        "--make-dir",
+        action="append",
+        default=[],
+        help="also create this directory (e.g. the compiled-model cache on the same volume)",
+    )
     return parser
 
 
@@ -438,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
 
         fetched = fetch(source, Path(args.dest), download, checksums)
+        for directory in args.make_dir:
+            Path(directory).mkdir(parents=True, exist_ok=True)
     except FetchError as error:
         message = f"ModelFetch={error.reason}: {error}"
         log.error("%s", message)

@@ -54,12 +54,12 @@ def _rendered(subject: InferenceModel, with_settings: Settings, **kw: Any) -> Re
 
 def test_the_runtime_verdict_in_a_termination_message_is_read_as_a_device_problem() -> None:
     problem = diagnose([_crashed_pod(f"DeviceAccess=GroupMissing: {GROUP_PARAGRAPH}")])
-    assert problem is not None and problem.device_access
+    assert problem is not None and problem.condition == "DeviceAccess"
     assert problem.reason == "GroupMissing" and problem.node == "gpu-node-7"
     assert problem.message.startswith("pod m-1 on node gpu-node-7: target_device GPU cannot")
     ordinary = diagnose([_crashed_pod("model m: no version in /models")])
     assert ordinary is not None and ordinary.reason == "ServerCrashing"
-    assert not ordinary.device_access
+    assert ordinary.condition == ""
     made_up = diagnose([_crashed_pod("DeviceAccess=Sunspots: it is the sun")])
     assert made_up is not None and made_up.reason == "ServerCrashing"
 

@@ -64,6 +64,7 @@ def test_ready_only_when_every_desired_pod_is_available() -> None:
         "Progressing": ("True", "RollingOut"),
         "Degraded": ("False", "AsExpected"),
         "DeviceAccess": ("True", "NoDeviceNeeded"),
+        "ModelLoaded": ("Unknown", "Pending"),
     }
     serving = build_status(
         generation=3, previous=rolling, now=T1, rendered=_render(), deployment=deployment(2, 2)
@@ -104,6 +105,7 @@ def test_transition_time_moves_only_when_the_status_flips() -> None:
         "Progressing": T1,
         "Degraded": T0,
         "DeviceAccess": T0,  # a CPU model needs no device, before and after
+        "ModelLoaded": T1,  # Unknown until a pod serves
         "Reconciling": T1,
         "Stalled": T0,
     }
@@ -134,6 +136,7 @@ def test_refusals_and_invalid_specs_are_stalled_with_their_reason() -> None:
         "Progressing": ("False", "PrivilegeNotAllowed"),
         "Degraded": ("True", "PrivilegeNotAllowed"),
         "DeviceAccess": ("False", "NotAllowed"),
+        "ModelLoaded": ("Unknown", "NotRendered"),
     }
     invalid = build_status(
         generation=4,
