@@ -7,7 +7,6 @@ Used by the cluster test tier and by ``scripts/local-cluster.py`` for trying kub
 from __future__ import annotations
 
 import json
-import signal
 import ssl
 import subprocess
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness.ports import free_port, free_ports
+from tests.harness.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_CIDR = "10.0.0.0/16"  # room for thousands of Services (the scale bench)
@@ -334,15 +334,7 @@ class ControlPlane:
         raise RuntimeError(f"kube-apiserver not ready:\n{self.log('kube-apiserver')}")
 
     def _stop(self, name: str) -> None:
-        process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(self.processes.pop(name, None))
 
     def stop(self) -> None:
         for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):

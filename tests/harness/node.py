@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness.controlplane import ControlPlane, write_kubeconfig
+from tests.harness.processes import stop_process
 
 PAUSE_IMAGE = "kubevino.local/pause:1"
 POD_CIDR = "10.88.0.0/16"
@@ -419,15 +420,7 @@ class Node:
             )  # fmt: skip
 
     def _stop_process(self, name: str) -> None:
-        process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(self.processes.pop(name, None))
 
     def _stop_shims(self) -> None:
         """Shims outlive containerd by design; ours name our socket on their command line."""
