@@ -204,3 +204,27 @@ def test_a_spec_admission_cannot_check_is_reported_as_invalid(
     model = wait_for_reason(cluster, "twice", namespace, "InvalidSpec")
     assert "device CPU is listed twice" in condition(model, "Ready")["message"]
     assert get(cluster, "deployment", "twice", namespace) is None
+
+
+def test_a_fetched_model_gets_its_init_container_and_a_model_loaded_condition(
+    cluster: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    source = {"http": {"url": "http://models.example/classifier.tar.gz",
+                       "sha256": {"1/model.bin": "ab" * 32}}}  # fmt: skip
+    apply(cluster, model_manifest("fetched", namespace, model={"source": source}))
+    deployment = wait_until(
+        lambda: get(cluster, "deployment", "fetched", namespace), 60, "the Deployment"
+    )
+    (fetch,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert fetch["command"] == ["kubevino-fetch"]
+    status = wait_until(
+        lambda: (
+            (m := get(cluster, "inferencemodel", "fetched", namespace))
+            and condition(m, "ModelLoaded").get("reason") == "Fetching"
+            and m
+        ),
+        60,
+        "ModelLoaded: Fetching",
+    )
+    assert condition(status, "ModelLoaded")["status"] == "Unknown"
+    assert condition(status, "Ready")["reason"] == "RollingOut"
