@@ -136,6 +136,19 @@ def _file_name(url: str) -> str:
     return name or "model"
 
 
+def _plain_members(tarred: tarfile.TarFile, name: str, into: Path) -> list[tarfile.TarInfo]:
+    """Files and folders that stay inside ``into``; links, devices and escapes are refused."""
+    root = into.resolve()
+    members = tarred.getmembers()
+    for member in members:
+        if not (member.isfile() or member.isdir()):
+            raise FetchError("InvalidModel", f"{name}: {member.name} is not a file or a folder")
+        if not (root / member.name).resolve().is_relative_to(root):
+            raise FetchError("InvalidModel", f"{name}: {member.name} leaves the model tree")
+        member.mode = 0o755 if member.isdir() else 0o644
+    return members
+
+
 def _unpack(archive: Path, into: Path) -> None:
     name = archive.name.lower()
     try:
@@ -150,7 +163,11 @@ def _unpack(archive: Path, into: Path) -> None:
                 zipped.extractall(into)
         else:
             with tarfile.open(archive) as tarred:
-                tarred.extractall(into, filter="data")
+                members = _plain_members(tarred, archive.name, into)
+                if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: the stdlib's own checks
+                    tarred.extractall(into, members=members, filter="data")
+                else:
+                    tarred.extractall(into, members=members)
     except (tarfile.TarError, zipfile.BadZipFile) as error:
         raise FetchError(
             "InvalidModel", f"{archive.name} is not a valid archive: {error}"
@@ -449,6 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FetchError as error:
         message = f"ModelFetch={error.reason}: {error}"
         log.error("%s", message)
+        write_termination_message(message)
+        return 1
+    except Exception as error:
+        log.exception("fetch failed")
+        message = f"ModelFetch=FetchFailed: {source}: {type(error).__name__}: {error}"
         write_termination_message(message)
         return 1
     message = _summary(source, fetched)
