@@ -252,6 +252,7 @@ def _model_image(model: Path) -> tuple[str, Path]:
         podman("build", "--format", "docker", "-t", tag, str(context))
         archive = context.parent / f"{context.name}.tar"
         podman("save", "--format", "docker-archive", "-o", str(archive), tag)
+        podman("rmi", tag, check=False)  # the node has it now; keep podman's store as it was
     finally:
         shutil.rmtree(context, ignore_errors=True)
     return tag, archive
