@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,7 +122,11 @@ def test_http_archive_is_fetched_verified_and_served(
     assert f"1/model.bin: sha256 {stores.digest}, the spec expects {'0' * 64}" in message
     ready = condition(get(e2e.plane, "inferencemodel", "bad-checksum", MODELS), "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "ChecksumMismatch")
-    _delete(e2e, "from-http", "bad-checksum")
+
+    _apply(e2e, "no-file", {"source": {"http": {"url": f"{stores.http.url}/missing.tar.gz"}}})
+    message = _loaded(e2e, "no-file", "False", "NotFound", timeout=120)
+    assert f"GET {stores.http.url}/missing.tar.gz answered 404" in message
+    _delete(e2e, "from-http", "bad-checksum", "no-file")
 
 
 def _secret(e2e: Cluster, name: str, key_id: str, secret: str) -> None:
@@ -238,6 +243,32 @@ def test_two_replicas_share_one_download_and_the_compiled_cache(
     assert stores.http.requests().count("GET /classifier.tar.gz") == before + 1
     assert any((store / "compiled").iterdir()), "the compiled-model cache is on the PVC"
     _delete(e2e, "cached")
+
+
+def test_a_full_cache_volume_is_no_space(operator_installed: Cluster, stores: Stores) -> None:
+    """A 256 KiB tmpfs as the cache PVC: the 0.6 MB model cannot fit."""
+    e2e = operator_installed
+    tiny = e2e.directory / "sources" / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0777", "tmpfs", str(tiny)],
+                   check=True)  # fmt: skip
+    try:
+        _host_path_claim(e2e, "tiny-store", tiny, "ReadWriteMany")
+        source = {"http": {"url": f"{stores.http.url}/classifier.tar.gz"}}
+        _apply(e2e, "no-space", {"source": source, "cache": {"claimName": "tiny-store"}})
+        message = _loaded(e2e, "no-space", "False", "NoSpace", timeout=120)
+        assert "no space left on the volume" in message and "MB free" in message
+        _delete(e2e, "no-space")
+        e2e.plane.kubectl("delete", "pvc", "tiny-store", "-n", MODELS, "--wait=true")
+        e2e.plane.kubectl("delete", "pv", f"{MODELS}-tiny-store", "--wait=true")
+
+        def unmounted() -> bool:
+            done = subprocess.run(["umount", str(tiny)], capture_output=True)
+            return done.returncode == 0
+
+        wait_until(unmounted, 60, "the tmpfs unmounted (no pod holds it)")
+    finally:
+        subprocess.run(["umount", "-l", str(tiny)], capture_output=True)
 
 
 def _model_image(model: Path) -> tuple[str, Path]:

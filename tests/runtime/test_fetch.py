@@ -119,6 +119,25 @@ def test_missing_files_and_broken_archives_say_so(http_store: FileServer, tmp_pa
     assert _versions(tmp_path / "b") == []
 
 
+def test_a_full_volume_is_no_space_and_leaves_nothing(
+    http_store: FileServer, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a tmpfs: run the runtime tier as root")
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tiny)], check=True)
+    try:
+        outcome = run_fetch(
+            tmp_path, "--url", f"{http_store.url}/classifier.tar.gz", "--dest", str(tiny / "m")
+        )
+        assert outcome.code == 1
+        assert outcome.message.startswith("ModelFetch=NoSpace: no space left on the volume")
+        assert _versions(tiny / "m") == []
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
+
+
 def test_an_unreachable_server_is_retried_with_backoff_then_reported(tmp_path: Path) -> None:
     (port,) = free_ports(1)  # nothing listens there
     outcome = run_fetch(
