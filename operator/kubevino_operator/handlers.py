@@ -53,6 +53,8 @@ class Context:
     settings: Settings = Settings()
     kube: Kube | None = None
     inventory: tuple[float, Inventory] | None = None  # (read at, what the nodes reported)
+    # Per model: the inventory fingerprint it was last rendered and applied with.
+    rendered_with: dict[tuple[str, str], Any] = {}
 
     @classmethod
     def client(cls) -> Kube:
@@ -294,7 +296,10 @@ async def _reconcile(body: kopf.Body, *, compare_first: bool, prune: bool) -> No
     applied: int | None = None
     deployment: dict[str, Any] | None = None
     if not isinstance(parsed, str):
-        rendered = render(parsed, Context.settings, await _inventory())
+        inventory = await _inventory()
+        rendered = render(parsed, Context.settings, inventory)
+        if inventory is not None:
+            Context.rendered_with[(namespace, name)] = inventory.fingerprint()
         if isinstance(rendered, Rendered):
             deployment = await _apply_all(body, rendered, compare_first, prune)
             applied, deployment = await _push_replicas(
@@ -324,13 +329,21 @@ async def resumed(body: kopf.Body, **_: Any) -> None:
     api.GROUP, api.VERSION, api.PLURAL, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS
 )
 async def recheck(body: kopf.Body, **_: Any) -> None:
-    """What no watched object announces: with discovery, a node whose report changed (the
-    render GIDs, nodes that gained the accelerator) re-renders; without, the status is re-read
-    (a pod stuck on a volume only says so in Events)."""
-    if Context.settings.node_discovery:
+    """What no watched object announces, and only that (a healthy, unchanged model costs no
+    request): with discovery, nodes whose reports changed since the model was last rendered
+    (render GIDs, nodes that gained the accelerator) re-render it; a model that does not serve
+    has its status re-read (a pod stuck on a volume only says so in Events)."""
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    inventory = await _inventory()
+    if inventory is not None and Context.rendered_with.get(key) != inventory.fingerprint():
         await _reconcile(body, compare_first=True, prune=False)
-    else:
-        await refresh_status(body["metadata"]["namespace"], body["metadata"]["name"])
+        return
+    ready: dict[str, Any] = next(
+        (c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == READY),
+        {},
+    )
+    if ready.get("status") != "True":
+        await refresh_status(*key)
 
 
 @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "kubevino"})
