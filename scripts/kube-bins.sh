@@ -84,20 +84,12 @@ GO
   rm -rf "$etcd_dir"; mv "$etcd_dir.partial" "$etcd_dir"
 }
 
-build_helm() {
-  log "building helm $helm_version"
-  mkdir -p "$helm_dir.partial"
-  GOBIN="$helm_dir.partial" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
-    "helm.sh/helm/v3/cmd/helm@$helm_version"
-  rm -rf "$helm_dir"; mv "$helm_dir.partial" "$helm_dir"
-}
-
-build_minio() {
-  log "building minio $minio_version"
-  mkdir -p "$minio_dir.partial"
-  GOBIN="$minio_dir.partial" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
-    "github.com/minio/minio@$minio_version"
-  rm -rf "$minio_dir"; mv "$minio_dir.partial" "$minio_dir"
+# go_install DIR PACKAGE@VERSION: a tool whose main package `go install` builds as it is.
+go_install() {
+  log "building $2"
+  mkdir -p "$1.partial"
+  GOBIN="$1.partial" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$2"
+  rm -rf "$1"; mv "$1.partial" "$1"
 }
 
 complete() { for c in "$@"; do [[ -x "$c" ]] || return 1; done; }
@@ -105,8 +97,8 @@ complete() { for c in "$@"; do [[ -x "$c" ]] || return 1; done; }
 kube_paths=(); for c in "${components[@]}"; do kube_paths+=("$kube_dir/$c"); done
 complete "${kube_paths[@]}" || build_kubernetes
 complete "$etcd_dir/etcd" || build_etcd
-complete "$helm_dir/helm" || build_helm
-complete "$minio_dir/minio" || build_minio
+complete "$helm_dir/helm" || go_install "$helm_dir" "helm.sh/helm/v3/cmd/helm@$helm_version"
+complete "$minio_dir/minio" || go_install "$minio_dir" "github.com/minio/minio@$minio_version"
 mkdir -p "$cache/bin-$kube_version"
 for path in "${kube_paths[@]}" "$etcd_dir/etcd" "$helm_dir/helm" "$minio_dir/minio"; do ln -sf "$path" "$cache/bin-$kube_version/"; done
 echo "$cache/bin-$kube_version"

@@ -29,6 +29,17 @@ def helm(plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def apply_model(plane: ControlPlane, name: str, namespace: str, spec: dict[str, Any]) -> None:
+    """kubectl apply an InferenceModel serving the bundled model under the name classifier."""
+    manifest = {
+        "apiVersion": "kubevino.io/v1alpha1",
+        "kind": "InferenceModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    plane.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+
+
 def node_model_directory(root: Path, name: str = "classifier") -> Path:
     """The bundled model in Model Server's layout, readable by the pods' non-root user."""
     base = root / name

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.cluster.conftest import condition, get, wait_until
 from tests.e2e.conftest import MODELS, Cluster
-from tests.e2e.helpers import node_model_directory
+from tests.e2e.helpers import apply_model, node_model_directory
 
 pytestmark = pytest.mark.e2e
 
@@ -23,13 +22,7 @@ def _apply(e2e: Cluster, name: str, path: str, **spec: Any) -> None:
         "device": {"targetDevice": "CPU"},
     }
     body.update(spec)
-    manifest = {
-        "apiVersion": "kubevino.io/v1alpha1",
-        "kind": "InferenceModel",
-        "metadata": {"name": name, "namespace": MODELS},
-        "spec": body,
-    }
-    e2e.plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    apply_model(e2e.plane, name, MODELS, body)
 
 
 def _wait_reason(e2e: Cluster, name: str, reason: str, timeout: float = 90) -> dict[str, Any]:

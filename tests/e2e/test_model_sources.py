@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.cluster.conftest import condition, get, wait_until
 from tests.e2e.conftest import MODELS, Cluster
-from tests.e2e.helpers import node_model_directory, port_forward, run_clients
+from tests.e2e.helpers import apply_model, node_model_directory, port_forward, run_clients
 from tests.harness.images import podman
 from tests.harness.ports import free_ports
 from tests.harness.stores import FileServer, Minio, file_server, minio_server, model_archive
@@ -62,13 +61,7 @@ def stores(operator_installed: Cluster) -> Iterator[Stores]:
 def _apply(e2e: Cluster, name: str, model: dict[str, Any], **spec: Any) -> None:
     body: dict[str, Any] = {"model": {"name": "classifier", **model}}
     body.update(spec)
-    manifest = {
-        "apiVersion": "kubevino.io/v1alpha1",
-        "kind": "InferenceModel",
-        "metadata": {"name": name, "namespace": MODELS},
-        "spec": body,
-    }
-    e2e.plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    apply_model(e2e.plane, name, MODELS, body)
 
 
 def _loaded(e2e: Cluster, name: str, status: str, reason: str, timeout: float = 180) -> str:
