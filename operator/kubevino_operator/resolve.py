@@ -231,6 +231,44 @@ def _undiscovered(
     )
 
 
+def _configured_render_gids(settings: Settings) -> set[int]:
+    """Every render GID the settings name (per pool and cluster-wide)."""
+    gids = {pool.gid for pool in settings.render_group_ids_by_pool}
+    if settings.render_group_id is not None:
+        gids.add(settings.render_group_id)
+    return gids
+
+
+def _render_gids(
+    model: InferenceModel,
+    profiles: list[AcceleratorProfile],
+    settings: Settings,
+    inventory: Inventory | None,
+) -> set[int]:
+    if settings.node_discovery:
+        # Until a node reports the accelerator (the condition says so), the settings' GIDs
+        # stand in; no refusal, since a node may come.
+        discovered = (
+            _discovered_render_gids(model, profiles, inventory) if inventory is not None else set()
+        )
+        return discovered or _configured_render_gids(settings)
+    wanted = model.spec.serving.node_selector or {}
+    pools = settings.render_group_ids_by_pool
+    matching = {p.gid for p in pools if p.node_selector.items() <= wanted.items()}
+    if matching:
+        return matching
+    everywhere = _configured_render_gids(settings)
+    if not everywhere:
+        users = ", ".join(p.name for p in profiles if "render" in p.groups)
+        raise _refuse(
+            "RenderGroupUnknown",
+            f"{users} need the node's render group, and the operator settings name "
+            "none: set renderGroupId (run `stat -c %g /dev/dri/renderD128` on a GPU "
+            "node; it differs between distros) or renderGroupIdsByPool",
+        )
+    return everywhere
+
+
 def _groups(
     model: InferenceModel,
     profiles: list[AcceleratorProfile],
@@ -241,38 +279,8 @@ def _groups(
     gids: set[int] = set()
     if "usb" in roles:
         gids.add(settings.usb_group_id)
-    discovered = (
-        _discovered_render_gids(model, profiles, inventory)
-        if "render" in roles and settings.node_discovery and inventory is not None
-        else set()
-    )
-    if discovered:
-        gids |= discovered
-    elif "render" in roles and settings.node_discovery:
-        # No node reports the accelerator yet: the condition says so; the settings' GIDs (if
-        # any) stand in until a node appears.
-        gids |= {p.gid for p in settings.render_group_ids_by_pool}
-        if settings.render_group_id is not None:
-            gids.add(settings.render_group_id)
-    elif "render" in roles:
-        wanted = model.spec.serving.node_selector or {}
-        pools = settings.render_group_ids_by_pool
-        matching = {p.gid for p in pools if p.node_selector.items() <= wanted.items()}
-        if matching:
-            gids |= matching
-        else:
-            everywhere = {p.gid for p in pools}
-            if settings.render_group_id is not None:
-                everywhere.add(settings.render_group_id)
-            if not everywhere:
-                users = ", ".join(p.name for p in profiles if "render" in p.groups)
-                raise _refuse(
-                    "RenderGroupUnknown",
-                    f"{users} need the node's render group, and the operator settings name "
-                    "none: set renderGroupId (run `stat -c %g /dev/dri/renderD128` on a GPU "
-                    "node; it differs between distros) or renderGroupIdsByPool",
-                )
-            gids |= everywhere
+    if "render" in roles:
+        gids |= _render_gids(model, profiles, settings, inventory)
     return tuple(sorted(gids))
 
 
