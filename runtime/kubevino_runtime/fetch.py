@@ -190,6 +190,7 @@ _S3_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "40
 
 
 def _s3_error(error: Exception, uri: str) -> FetchError:
+    """Why an S3 call failed, once botocore's own retries (sized by --retries) are spent."""
     from botocore.exceptions import (
         ClientError,
         EndpointConnectionError,
@@ -203,7 +204,7 @@ def _s3_error(error: Exception, uri: str) -> FetchError:
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
         )
     if isinstance(error, EndpointConnectionError):
-        return FetchError("Unreachable", f"{uri}: cannot reach the endpoint: {error}", True)
+        return FetchError("Unreachable", f"{uri}: cannot reach the endpoint: {error}")
     if isinstance(error, ClientError):
         info = error.response.get("Error", {})
         code = str(info.get("Code", ""))
@@ -213,8 +214,8 @@ def _s3_error(error: Exception, uri: str) -> FetchError:
             return FetchError("Unauthorized", f"{text} (check the keys in the Secret)")
         if code in {"NoSuchBucket", "NoSuchKey", "404"} or status == 404:
             return FetchError("NotFound", text)
-        return FetchError("FetchFailed", text, retriable=status >= 500)
-    return FetchError("Unreachable", f"{uri}: {error}", True)
+        return FetchError("FetchFailed", text)
+    return FetchError("Unreachable", f"{uri}: {error}")
 
 
 def fetch_s3(
@@ -233,6 +234,8 @@ def fetch_s3(
     bucket, prefix = parsed.netloc, parsed.path.lstrip("/")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
+    # botocore retries connection errors, throttling and 5xx itself (standard mode, with
+    # backoff): wrapping its calls in with_retries as well would multiply the attempts.
     client = boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -240,19 +243,13 @@ def fetch_s3(
         verify=verify_tls,
         config=Config(retries={"max_attempts": attempts, "mode": "standard"}),
     )
-
-    def listing() -> list[str]:
-        try:
-            keys: list[str] = []
-            for page in client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix
-            ):
-                keys += [item["Key"] for item in page.get("Contents", [])]
-            return keys
-        except (BotoCoreError, ClientError) as error:
-            raise _s3_error(error, uri) from None
-
-    keys = [key for key in with_retries(listing, attempts, f"list {uri}") if not key.endswith("/")]
+    try:
+        listed: list[str] = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            listed += [item["Key"] for item in page.get("Contents", [])]
+    except (BotoCoreError, ClientError) as error:
+        raise _s3_error(error, uri) from None
+    keys = [key for key in listed if not key.endswith("/")]
     if not keys:
         raise FetchError("NotFound", f"{uri}: no objects under this prefix")
     for key in keys:
@@ -261,14 +258,10 @@ def fetch_s3(
         if not target.is_relative_to(staging.resolve()):
             raise FetchError("InvalidModel", f"{uri}: object {key} leaves the model tree")
         target.parent.mkdir(parents=True, exist_ok=True)
-
-        def download(key: str = key, target: Path = target) -> None:
-            try:
-                client.download_file(bucket, key, str(target))
-            except (BotoCoreError, ClientError) as error:
-                raise _s3_error(error, f"s3://{bucket}/{key}") from None
-
-        with_retries(download, attempts, f"get s3://{bucket}/{key}")
+        try:
+            client.download_file(bucket, key, str(target))
+        except (BotoCoreError, ClientError) as error:
+            raise _s3_error(error, f"s3://{bucket}/{key}") from None
 
 
 # --- layout and checks --------------------------------------------------------------------------
