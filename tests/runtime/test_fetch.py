@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from kubevino_runtime.demo_model import write_model
 from tests.harness.ports import free_ports
 from tests.harness.stores import FileServer, Minio, file_server, minio_server, model_archive
 
@@ -52,16 +51,9 @@ def _versions(dest: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("source") / "classifier"
-    write_model(base)
-    return base
-
-
-@pytest.fixture(scope="module")
-def http_store(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServer]:
+def http_store(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServer]:
     root = tmp_path_factory.mktemp("http-root")
-    model_archive(model, root / "classifier.tar.gz")
+    model_archive(model_dir, root / "classifier.tar.gz")
     (root / "broken.tar.gz").write_bytes(b"this is not gzip")
     (port,) = free_ports(1)
     with file_server(root, "127.0.0.1", port, tmp_path_factory.mktemp("http-log")) as server:
@@ -69,10 +61,10 @@ def http_store(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def test_an_archive_over_http_lands_in_model_server_layout(
-    http_store: FileServer, model: Path, tmp_path: Path
+    http_store: FileServer, model_dir: Path, tmp_path: Path
 ) -> None:
     dest = tmp_path / "models"
-    expected = {"1/model.bin": _digest(model / "1" / "model.bin")}
+    expected = {"1/model.bin": _digest(model_dir / "1" / "model.bin")}
     (tmp_path / "sha.json").write_text(json.dumps(expected))
     outcome = run_fetch(
         tmp_path, "--url", f"{http_store.url}/classifier.tar.gz", "--dest", str(dest),
@@ -83,7 +75,7 @@ def test_an_archive_over_http_lands_in_model_server_layout(
         f"ModelFetch=Fetched: {http_store.url}/classifier.tar.gz: versions 1 (2 files"
     ), outcome.message
     assert _versions(dest) == ["1"]
-    assert _digest(dest / "1" / "model.xml") == _digest(model / "1" / "model.xml")
+    assert _digest(dest / "1" / "model.xml") == _digest(model_dir / "1" / "model.xml")
     record = json.loads((dest / ".kubevino-fetch.json").read_text())
     assert record["versions"] == ["1"] and record["files"] == 2
 
@@ -184,13 +176,13 @@ def test_a_changed_source_replaces_what_an_earlier_fetch_left(
 
 
 @pytest.fixture(scope="module")
-def s3_store(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
+def s3_store(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
     (port,) = free_ports(1)
     with minio_server(
         tmp_path_factory.mktemp("minio-data"), "127.0.0.1", port,
         tmp_path_factory.mktemp("minio-log"),
     ) as minio:  # fmt: skip
-        minio.upload_tree("models", "vision/classifier", model)
+        minio.upload_tree("models", "vision/classifier", model_dir)
         yield minio
 
 
@@ -210,12 +202,12 @@ def run_s3_fetch(tmp_path: Path, minio: Minio, uri: str, secret: str | None = No
     return Outcome(done.returncode, termination.read_text().strip(), done.stdout + done.stderr)
 
 
-def test_an_s3_prefix_on_minio_is_fetched(s3_store: Minio, model: Path, tmp_path: Path) -> None:
+def test_an_s3_prefix_on_minio_is_fetched(s3_store: Minio, model_dir: Path, tmp_path: Path) -> None:
     outcome = run_s3_fetch(tmp_path, s3_store, "s3://models/vision/classifier")
     assert outcome.code == 0, outcome.log
     assert outcome.message.startswith("ModelFetch=Fetched: s3://models/vision/classifier: ")
     fetched = tmp_path / "models" / "1" / "model.bin"
-    assert _digest(fetched) == _digest(model / "1" / "model.bin")
+    assert _digest(fetched) == _digest(model_dir / "1" / "model.bin")
 
 
 def test_wrong_s3_keys_are_unauthorized(s3_store: Minio, tmp_path: Path) -> None:
