@@ -34,17 +34,17 @@ def _fetched_true(report: str) -> ConditionState:
     return ConditionState("True", reason, message)
 
 
-def model_loaded_state(
+def model_loaded(
     rendered: Rendered | Refusal | None,
-    source: str,
-    fetched: bool,
     pod_problem: PodProblem | None,
     fetch_report: str | None,
     serving: bool,
 ) -> ConditionState:
-    """ModelLoaded for one reconcile. ``source``: the source in words (``describe_source``)."""
+    """ModelLoaded for one reconcile; ``serving``: whether Ready would be True."""
     if not isinstance(rendered, Rendered):
         return ConditionState("Unknown", "NotRendered", "nothing runs: see Ready")
+    source = describe_source(rendered.model)
+    fetched = is_fetched(rendered.model)
     if pod_problem is not None and pod_problem.condition == MODEL_LOADED:
         fix = _FIXES.get(pod_problem.reason, "")
         return ConditionState(
@@ -67,32 +67,11 @@ def model_loaded_state(
             f"{source} holds no version folder the server can read (Model Server's layout "
             f"<base>/<version>/): {pod_problem.message}",
         )
+    if fetched and fetch_report:
+        return _fetched_true(fetch_report)
     if serving:
-        if fetched and fetch_report:
-            return _fetched_true(fetch_report)
         verb = "fetched from" if fetched else "mounted from"
         return ConditionState("True", "Loaded", f"the serving pods load the model {verb} {source}")
     if fetched:
-        if fetch_report:
-            return _fetched_true(fetch_report)
         return ConditionState("Unknown", "Fetching", f"waiting for the model from {source}")
     return ConditionState("Unknown", "Pending", f"waiting for a pod to load {source}")
-
-
-def model_loaded(
-    rendered: Rendered | Refusal | None,
-    pod_problem: PodProblem | None,
-    fetch_report: str | None,
-    serving: bool,
-) -> ConditionState:
-    if not isinstance(rendered, Rendered):
-        return model_loaded_state(rendered, "", False, None, None, False)
-    model = rendered.model
-    return model_loaded_state(
-        rendered,
-        describe_source(model),
-        is_fetched(model),
-        pod_problem,
-        fetch_report,
-        serving,
-    )
