@@ -32,8 +32,15 @@ FETCH_FAILURE_REASONS = frozenset(
         "FetchFailed",
     }
 )
-_FETCH_MESSAGE = re.compile(r"^ModelFetch=(?P<reason>[A-Za-z]+): (?P<paragraph>.*)$", re.DOTALL)
-_DEVICE_MESSAGE = re.compile(r"^DeviceAccess=(?P<reason>[A-Za-z]+): (?P<paragraph>.*)$", re.DOTALL)
+
+
+def _tagged(tag: str) -> re.Pattern[str]:
+    """``<tag>=<Reason>: <paragraph>``: how kubevino's processes head a termination message."""
+    return re.compile(rf"^{tag}=(?P<reason>[A-Za-z]+): (?P<paragraph>.*)$", re.DOTALL)
+
+
+_FETCH_MESSAGE = _tagged("ModelFetch")
+_DEVICE_MESSAGE = _tagged("DeviceAccess")
 
 
 @dataclass(frozen=True)
