@@ -249,15 +249,19 @@ async def refresh_status(
             deployment = await kube.get("apps/v1", "Deployment", namespace, name)
         pod_problem = None
         report = None
-        pods: list[dict[str, Any]] = []
-        short = _short_of_pods(deployment)
-        if isinstance(rendered, Rendered) and (short or is_fetched(rendered.model)):
-            selector = ",".join(f"{k}={v}" for k, v in rendered.selector.items())
-            pods = await kube.list("v1", "Pod", namespace, selector)
-            report = fetch_report(pods) if is_fetched(rendered.model) else None
-        if isinstance(rendered, Rendered) and short:
-            pod_problem = diagnose(pods)
-            if pod_problem is None and pods:
+        if isinstance(rendered, Rendered):
+            short, fetched = _short_of_pods(deployment), is_fetched(rendered.model)
+            # Pods are read only when they have something to say: why too few serve, or what
+            # the model fetch reported.
+            pods = (
+                await kube.list("v1", "Pod", namespace, rendered.label_selector)
+                if (short or fetched)
+                else []
+            )
+            report = fetch_report(pods) if fetched else None
+            if short:
+                pod_problem = diagnose(pods)
+            if short and pod_problem is None and pods:
                 warnings = await kube.list(
                     "v1", "Event", namespace, field_selector="type=Warning,involvedObject.kind=Pod"
                 )

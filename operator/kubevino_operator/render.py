@@ -48,6 +48,11 @@ class Rendered:
     selector: dict[str, str]
     model: InferenceModel
 
+    @property
+    def label_selector(self) -> str:
+        """The pods' selector as the API's labelSelector parameter and status.selector."""
+        return ",".join(f"{key}={value}" for key, value in self.selector.items())
+
 
 def labels(model: InferenceModel) -> dict[str, str]:
     return {

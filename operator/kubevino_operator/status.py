@@ -164,8 +164,10 @@ def build_status(
                 problem = ConditionState("False", pod_problem.reason, pod_problem.message)
                 degraded = ConditionState("True", pod_problem.reason, pod_problem.message)
                 states = {**states, READY: problem, DEGRADED: degraded}
+    # An invalid spec renders nothing that could reach devices or load a model.
+    subject = None if invalid is not None else rendered
     device = device_access_state(
-        None if invalid is not None else rendered,
+        subject,
         pod_problem,
         states[READY].status == "True",
         settings or Settings(),
@@ -178,7 +180,7 @@ def build_status(
             DEGRADED: ConditionState("True", device.reason, device.message),
         }
     loaded = model_loaded(
-        None if invalid is not None else rendered,
+        subject,
         pod_problem,
         fetch_report,
         states[READY].status == "True",
@@ -191,7 +193,7 @@ def build_status(
             {
                 "replicas": int(dstatus.get("replicas", 0)),
                 "readyReplicas": int(dstatus.get("readyReplicas", 0)),
-                "selector": ",".join(f"{k}={v}" for k, v in rendered.selector.items()),
+                "selector": rendered.label_selector,
                 "endpoints": rendered.endpoints,
                 "accelerators": list(resolution.accelerators),
                 "accessMode": resolution.access_mode,
