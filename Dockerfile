@@ -73,17 +73,21 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=20s \
 ENTRYPOINT ["kubevino"]
 CMD ["operator", "--health-port", "8080"]
 
-FROM python-base AS runtime
-COPY --from=runtime-cpu-venv /opt/kubevino /opt/kubevino
-LABEL org.opencontainers.image.title="kubevino-runtime" \
-      org.opencontainers.image.description="OpenVINO model server (KServe v2, TF-Serving REST) for CPU"
-USER 10001:10001
+# What both model-server images share: ports, health check, entry point (metadata only; the
+# user is set last in each, after the GPU image's packages are installed as root).
+FROM python-base AS server-base
 EXPOSE 8000 9000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
   CMD ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/v2/health/live', timeout=2)"]
 ENTRYPOINT ["kubevino-serve"]
 
-FROM python-base AS runtime-gpu
+FROM server-base AS runtime
+COPY --from=runtime-cpu-venv /opt/kubevino /opt/kubevino
+LABEL org.opencontainers.image.title="kubevino-runtime" \
+      org.opencontainers.image.description="OpenVINO model server (KServe v2, TF-Serving REST) for CPU"
+USER 10001:10001
+
+FROM server-base AS runtime-gpu
 # The wheel carries the GPU and NPU plugins; the GPU plugin needs Intel's OpenCL driver and
 # the Level Zero loader from the distribution. Device access comes from the pod (render
 # group, device plugin), never from the image.
@@ -95,7 +99,3 @@ COPY --from=runtime-venv /opt/kubevino /opt/kubevino
 LABEL org.opencontainers.image.title="kubevino-runtime-gpu" \
       org.opencontainers.image.description="OpenVINO model server (KServe v2, TF-Serving REST) for Intel GPU and NPU"
 USER 10001:10001
-EXPOSE 8000 9000
-HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
-  CMD ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/v2/health/live', timeout=2)"]
-ENTRYPOINT ["kubevino-serve"]
