@@ -22,7 +22,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.cluster.test_restart import operator_writes
+from tests.harness.audit import OPERATOR_USER, operator_writes, requests_by, tally
 from tests.harness.controlplane import ControlPlane, control_plane, write_kubeconfig
 from tests.harness.operator import OperatorProcess
 
@@ -62,6 +62,25 @@ def count_current(plane: ControlPlane, namespace: str) -> tuple[int, int]:
     return len(deployments), current
 
 
+def wait_settled(plane: ControlPlane, namespace: str, pods: int, limit: float = 300) -> float:
+    """Wait until the controllers are done with a namespace (every pod made and seen by the
+    scheduler), so one phase's aftermath does not slow the next; return the seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        items = json.loads(plane.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)[
+            "items"
+        ]
+        seen = [
+            pod
+            for pod in items
+            if any(c["type"] == "PodScheduled" for c in pod.get("status", {}).get("conditions", []))
+        ]
+        if len(seen) >= pods:
+            break
+        time.sleep(2)
+    return time.perf_counter() - started
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -77,7 +96,7 @@ def main() -> int:
     count = args.models
     with (
         tempfile.TemporaryDirectory(prefix="kubevino-scale-") as scratch,
-        control_plane(Path(scratch)) as plane,
+        control_plane(Path(scratch), audited_readers=(OPERATOR_USER,)) as plane,
     ):
         plane.install_crds()
         for namespace in ("kubevino-system", "scale", "floor"):
@@ -111,12 +130,13 @@ def main() -> int:
             started = time.perf_counter()
             plane.kubectl("apply", "--server-side", "-f", str(floor_file))
             floor = time.perf_counter() - started
+            wait_settled(plane, "floor", count)
 
             models_file = plane.directory / "models.yaml"
             models_file.write_text(
                 yaml.safe_dump_all([manifest(f"m{i}", "scale") for i in range(count)])
             )
-            started = time.perf_counter()
+            started, started_at = time.perf_counter(), time.time()
             plane.kubectl("apply", "--server-side", "-f", str(models_file))
             while True:
                 deployments, current = count_current(plane, "scale")
@@ -127,6 +147,7 @@ def main() -> int:
                     return 1
                 time.sleep(1)
             elapsed = time.perf_counter() - started
+            during = tally(requests_by(plane.audit_log, OPERATOR_USER, started_at, time.time()))
             assert operator.process is not None
             rss = peak_rss_mb(operator.process.pid)
 
@@ -156,6 +177,9 @@ def main() -> int:
     print(f"writes on a no-op resync       {len(writes):6d}        (goal 0)")
     for write in writes[:5]:
         print(f"  {write['verb']} {write['uri']}")
+    print(f"operator requests until current {sum(during.values()):6d}        (per kind below)")
+    for what, how_many in during.most_common():
+        print(f"  {how_many:6d}  {what}")
     return 0
 
 

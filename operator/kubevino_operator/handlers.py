@@ -6,9 +6,9 @@
 * ``spec.replicas`` of the Deployment is never applied: the operator pushes
   ``spec.serving.replicas`` through the Deployment's scale subresource when that value changes, so
   an HPA or a person scaling the Deployment keeps their count until the InferenceModel's changes.
-* Owned Deployments and their pods are watched, so status follows rollouts without a timer; a
-  slow timer per model re-reads what sends no event to us (a pod's warning Events, the node
-  agent's reports when node discovery is on).
+* Owned Deployments and their pods are watched, so status follows rollouts without a timer;
+  one slow loop over all models re-reads what sends no event to us (a pod's warning Events, the
+  node agent's reports when node discovery is on).
 * Specs the settings cannot serve become Ready=False with the refusal's reason and a Warning
   Event when the reason first appears — never an exception loop.
 """
@@ -27,11 +27,18 @@ from pydantic import ValidationError
 from kubevino_operator import api
 from kubevino_operator.api import InferenceModel
 from kubevino_operator.cli import describe_validation_error
+from kubevino_operator.coalesce import Coalescer
 from kubevino_operator.discovery import DISCOVERED_LABEL, Inventory
 from kubevino_operator.drift import already_applied
 from kubevino_operator.kube import Kube, load_api_client
 from kubevino_operator.modelsource import is_fetched
-from kubevino_operator.podhealth import diagnose, diagnose_events, fetch_report
+from kubevino_operator.podhealth import (
+    diagnose,
+    diagnose_events,
+    fetch_report,
+    pods_worth_events,
+    warning_events_selector,
+)
 from kubevino_operator.render import (
     CONFIG_HASH_ANNOTATION,
     INSTANCE_LABEL,
@@ -55,6 +62,7 @@ class Context:
     inventory: tuple[float, Inventory] | None = None  # (read at, what the nodes reported)
     # Per model: the inventory fingerprint it was last rendered and applied with.
     rendered_with: dict[tuple[str, str], Any] = {}
+    background: set[asyncio.Task[None]] = set()
 
     @classmethod
     def client(cls) -> Kube:
@@ -213,7 +221,15 @@ def _announce(owner: dict[str, Any], before: dict[str, Any], after: dict[str, An
     kopf.warn(cast(kopf.Body, owner), reason=new["reason"], message=new.get("message", ""))
 
 
-_status_locks: dict[tuple[str, str], asyncio.Lock] = {}
+# Why a refresh is asked for: the replica count just pushed, the Deployment just seen.
+RefreshHints = tuple[int | None, dict[str, Any] | None]
+
+
+def _newest_hints(older: RefreshHints, newer: RefreshHints) -> RefreshHints:
+    return (
+        newer[0] if newer[0] is not None else older[0],
+        newer[1] if newer[1] is not None else older[1],
+    )
 
 
 async def refresh_status(
@@ -224,74 +240,82 @@ async def refresh_status(
 ) -> None:
     """Recompute the status from the model as it is now, and write what changed.
 
-    Every status write goes through here, one at a time per model. ``deployment`` is the
-    Deployment as the caller just saw it (an apply's response, a watch event); without it the
-    Deployment is read. Every change of a Deployment's status arrives as an event, so the last
-    write always reflects the newest Deployment.
+    Every status write goes through here: one at a time per model, and the events of a burst
+    folded into one refresh (``coalesce``). ``deployment`` is the Deployment as the caller just
+    saw it (an apply's response, a watch event); without it the Deployment is read. Every change
+    of a Deployment's status arrives as an event, so the last write always reflects the newest
+    Deployment.
     """
-    lock = _status_locks.setdefault((namespace, name), asyncio.Lock())
-    async with lock:
-        kube = Context.client()
-        owner = await kube.get(api.API_VERSION, api.KIND, namespace, name)
-        if owner is None:
-            _status_locks.pop((namespace, name), None)
-            return
-        previous: dict[str, Any] = owner.get("status") or {}
-        parsed = _parse(owner)
-        rendered = (
-            None
-            if isinstance(parsed, str)
-            else render(parsed, Context.settings, await _inventory())
+    await _refreshes.run((namespace, name), (applied_replicas, deployment))
+
+
+async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
+    (namespace, name), (applied_replicas, deployment) = model, hints
+    kube = Context.client()
+    owner = await kube.get(api.API_VERSION, api.KIND, namespace, name)
+    if owner is None:
+        return
+    previous: dict[str, Any] = owner.get("status") or {}
+    parsed = _parse(owner)
+    rendered = (
+        None if isinstance(parsed, str) else render(parsed, Context.settings, await _inventory())
+    )
+    if not isinstance(rendered, Rendered):
+        deployment = None
+    elif deployment is None:
+        deployment = await kube.get("apps/v1", "Deployment", namespace, name)
+    pod_problem = None
+    report = None
+    if isinstance(rendered, Rendered):
+        short, fetched = _short_of_pods(deployment), is_fetched(rendered.model)
+        # Pods are read only when they have something to say: why too few serve, or what
+        # the model fetch reported.
+        pods = (
+            await kube.list("v1", "Pod", namespace, rendered.label_selector)
+            if (short or fetched)
+            else []
         )
-        if not isinstance(rendered, Rendered):
-            deployment = None
-        elif deployment is None:
-            deployment = await kube.get("apps/v1", "Deployment", namespace, name)
-        pod_problem = None
-        report = None
-        if isinstance(rendered, Rendered):
-            short, fetched = _short_of_pods(deployment), is_fetched(rendered.model)
-            # Pods are read only when they have something to say: why too few serve, or what
-            # the model fetch reported.
-            pods = (
-                await kube.list("v1", "Pod", namespace, rendered.label_selector)
-                if (short or fetched)
-                else []
-            )
-            report = fetch_report(pods) if fetched else None
-            if short:
-                pod_problem = diagnose(pods)
-            if short and pod_problem is None and pods:
-                warnings = await kube.list(
-                    "v1", "Event", namespace, field_selector="type=Warning,involvedObject.kind=Pod"
+        report = fetch_report(pods) if fetched else None
+        if short:
+            pod_problem = diagnose(pods)
+        if short and pod_problem is None:
+            asked = pods_worth_events(pods)
+            said = await asyncio.gather(
+                *(
+                    kube.list("v1", "Event", namespace, field_selector=selector)
+                    for selector in map(warning_events_selector, asked)
                 )
-                pod_problem = diagnose_events(pods, warnings)
-        status = build_status(
-            generation=owner["metadata"].get("generation"),
-            previous=previous,
-            now=_now(),
-            rendered=rendered,
-            deployment=deployment,
-            template_generation_current=isinstance(rendered, Rendered)
-            and _template_current(rendered, deployment),
-            invalid=parsed if isinstance(parsed, str) else None,
-            pod_problem=pod_problem,
-            settings=Context.settings,
-            fetch_report=report,
-        )
-        if applied_replicas is not None:
-            status["appliedReplicas"] = applied_replicas
-        changed = {key: value for key, value in status.items() if previous.get(key) != value}
-        if changed:
-            await kube.merge_patch(
-                api.API_VERSION,
-                api.KIND,
-                namespace,
-                name,
-                {"status": changed},
-                subresource="status",
             )
-        _announce(owner, previous, status)
+            pod_problem = diagnose_events(asked, [e for events in said for e in events])
+    status = build_status(
+        generation=owner["metadata"].get("generation"),
+        previous=previous,
+        now=_now(),
+        rendered=rendered,
+        deployment=deployment,
+        template_generation_current=isinstance(rendered, Rendered)
+        and _template_current(rendered, deployment),
+        invalid=parsed if isinstance(parsed, str) else None,
+        pod_problem=pod_problem,
+        settings=Context.settings,
+        fetch_report=report,
+    )
+    if applied_replicas is not None:
+        status["appliedReplicas"] = applied_replicas
+    changed = {key: value for key, value in status.items() if previous.get(key) != value}
+    if changed:
+        await kube.merge_patch(
+            api.API_VERSION,
+            api.KIND,
+            namespace,
+            name,
+            {"status": changed},
+            subresource="status",
+        )
+    _announce(owner, previous, status)
+
+
+_refreshes: Coalescer[tuple[str, str], RefreshHints] = Coalescer(_refresh_now, _newest_hints)
 
 
 async def _reconcile(body: kopf.Body, *, compare_first: bool, prune: bool) -> None:
@@ -329,38 +353,94 @@ async def resumed(body: kopf.Body, **_: Any) -> None:
     await _reconcile(body, compare_first=True, prune=True)
 
 
-@kopf.timer(
-    api.GROUP, api.VERSION, api.PLURAL, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS
-)
-async def recheck(body: kopf.Body, **_: Any) -> None:
+def _ready(body: kopf.Body | dict[str, Any]) -> str:
+    """The Ready condition's status ("True", "False", "Unknown"), "" before the first status."""
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return str(next((c.get("status", "") for c in conditions if c.get("type") == READY), ""))
+
+
+@kopf.index(api.GROUP, api.VERSION, api.PLURAL)
+def known_models(body: kopf.Body, **_: Any) -> dict[tuple[str, str], str]:
+    """The models that exist and whether they are Ready, as the watch saw them: kept in memory
+    by kopf, complete before any other handler runs."""
+    return {(body["metadata"]["namespace"], body["metadata"]["name"]): _ready(body)}
+
+
+KnownModels = kopf.Index[tuple[str, str], str]
+RECHECKS_AT_ONCE = 8
+
+
+async def recheck(known: KnownModels) -> None:
     """What no watched object announces, and only that (a healthy, unchanged model costs no
-    request): with discovery, nodes whose reports changed since the model was last rendered
+    request): with discovery, nodes whose reports changed since a model was last rendered
     (render GIDs, nodes that gained the accelerator) re-render it; a model that does not serve
     has its status re-read (a pod stuck on a volume only says so in Events)."""
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
     inventory = await _inventory()
-    if inventory is not None and Context.rendered_with.get(key) != inventory.fingerprint():
-        await _reconcile(body, compare_first=True, prune=False)
-        return
-    ready: dict[str, Any] = next(
-        (c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == READY),
-        {},
+    fingerprint = inventory.fingerprint() if inventory is not None else None
+    models = {key: next(iter(readiness), "") for key, readiness in known.items()}
+    for gone in set(Context.rendered_with) - set(models):
+        del Context.rendered_with[gone]
+    turns = asyncio.Semaphore(RECHECKS_AT_ONCE)
+
+    async def one(key: tuple[str, str], ready: str) -> None:
+        async with turns:
+            if inventory is not None and Context.rendered_with.get(key) != fingerprint:
+                body = await Context.client().get(api.API_VERSION, api.KIND, *key)
+                if body is not None:
+                    await _reconcile(cast(kopf.Body, body), compare_first=True, prune=False)
+            elif ready != "True":
+                await refresh_status(*key)
+
+    outcomes = await asyncio.gather(
+        *(one(key, ready) for key, ready in models.items()), return_exceptions=True
     )
-    if ready.get("status") != "True":
-        await refresh_status(*key)
+    for key, outcome in zip(models, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            logging.getLogger(__name__).warning("recheck of %s/%s failed: %s", *key, outcome)
+
+
+async def _recheck_forever(known: KnownModels) -> None:
+    while True:
+        await asyncio.sleep(RECHECK_SECONDS)
+        await recheck(known)
+
+
+@kopf.on.startup()
+async def start_rechecks(**kwargs: Any) -> None:
+    """One loop for all models rather than a kopf timer per model: kopf guards timers with a
+    finalizer, and a finalizer would make deleting a model wait for a running operator."""
+    task = asyncio.create_task(_recheck_forever(kwargs["known_models"]))
+    Context.background.add(task)
+    task.add_done_callback(Context.background.discard)
+
+
+@kopf.on.cleanup()
+async def stop_rechecks(**_: Any) -> None:
+    for task in list(Context.background):
+        task.cancel()
+    await asyncio.gather(*Context.background, return_exceptions=True)
+
+
+def _owning_model(body: kopf.Body, known: KnownModels) -> str | None:
+    """The model a labelled object belongs to, if that model still exists (objects of a model
+    being deleted keep sending events until the garbage collector is done with them)."""
+    name = (body["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
+    if name and (body["metadata"]["namespace"], name) in known:
+        return str(name)
+    return None
 
 
 @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "kubevino"})
-async def pod_changed(body: kopf.Body, **_: Any) -> None:
+async def pod_changed(body: kopf.Body, **kwargs: Any) -> None:
     """A pod that cannot pull, start or stay up changes no Deployment status: watch pods."""
-    name = (body["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
+    name = _owning_model(body, kwargs["known_models"])
     if name:
         await refresh_status(body["metadata"]["namespace"], name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "kubevino"})
-async def deployment_changed(body: kopf.Body, **_: Any) -> None:
-    name = (body["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
+async def deployment_changed(body: kopf.Body, **kwargs: Any) -> None:
+    name = _owning_model(body, kwargs["known_models"])
     if name:
         # The event carries the Deployment as it is now: no need to read it again.
         await refresh_status(body["metadata"]["namespace"], name, deployment=dict(body))

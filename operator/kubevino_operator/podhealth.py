@@ -175,6 +175,32 @@ _POD_EVENT_REASONS = {
 }
 
 
+# Events are read per pod, for a few pods at most: a namespace-wide list would cost every
+# refresh of every model a read of every other model's warnings.
+EVENT_PODS_LIMIT = 3
+
+
+def pods_worth_events(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pods whose Warning Events may explain them: on a node, yet no container runs.
+
+    A pod no node took says why in its PodScheduled condition, and one whose containers
+    started says it in their statuses; only the stretch between (volumes, sandbox) is in
+    Events alone.
+    """
+    waiting = [
+        pod
+        for pod in pods
+        if not pod["metadata"].get("deletionTimestamp")
+        and (pod.get("spec") or {}).get("nodeName")
+        and (pod.get("status") or {}).get("phase", "Pending") == "Pending"
+    ]
+    return sorted(waiting, key=lambda p: p["metadata"]["name"])[:EVENT_PODS_LIMIT]
+
+
+def warning_events_selector(pod: dict[str, Any]) -> str:
+    return f"type=Warning,involvedObject.uid={pod['metadata']['uid']}"
+
+
 def diagnose_events(pods: list[dict[str, Any]], events: list[dict[str, Any]]) -> PodProblem | None:
     """The newest telling Warning Event about one of the pods, for pods that never got as far
     as a container status (a volume that does not mount, a sandbox that fails)."""

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from kubevino_operator.rbac import NAME, service_account_objects
+from tests.harness.audit import OPERATOR_NAMESPACE
 from tests.harness.controlplane import ControlPlane, control_plane, write_kubeconfig
 from tests.harness.operator import OperatorProcess
 
-OPERATOR_NAMESPACE = "kubevino-system"
 T = TypeVar("T")
 
 

@@ -187,6 +187,9 @@ def test_deleting_a_model_removes_what_the_operator_made_but_not_the_users_claim
     cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(claim))
     apply(cluster, model_manifest("doomed", namespace))
     wait_until(lambda: get(cluster, "service", "doomed", namespace), 60, "the Service")
+    handled = wait_until(lambda: _with_status(cluster, "doomed", namespace), 60, "a status")
+    # No finalizer: deleting a model never waits for a running operator.
+    assert not handled["metadata"].get("finalizers")
     cluster.kubectl("delete", "inferencemodel", "doomed", "-n", namespace, "--wait=true")
     for kind, name in (
         ("deployment", "doomed"),
@@ -195,6 +198,11 @@ def test_deleting_a_model_removes_what_the_operator_made_but_not_the_users_claim
     ):
         wait_until(_gone(cluster, kind, name, namespace), 90, f"{kind} {name} collected")
     assert get(cluster, "pvc", "models", namespace) is not None
+
+
+def _with_status(cluster: ControlPlane, name: str, namespace: str) -> dict[str, Any] | None:
+    model = get(cluster, "inferencemodel", name, namespace)
+    return model if model is not None and model.get("status") else None
 
 
 def test_a_spec_admission_cannot_check_is_reported_as_invalid(

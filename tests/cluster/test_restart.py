@@ -7,36 +7,18 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from kubevino_operator.rbac import NAME
-from tests.cluster.conftest import OPERATOR_NAMESPACE, condition, get, model_manifest, wait_until
+from tests.cluster.conftest import condition, get, model_manifest, wait_until
+from tests.harness.audit import operator_writes
 from tests.harness.controlplane import ControlPlane
 from tests.harness.operator import OperatorProcess
 from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.cluster
-OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{NAME}"
-WRITES = {"create", "update", "patch", "delete", "deletecollection"}
-
-
-def operator_writes(audit_log: Path, since: float) -> list[dict[str, Any]]:
-    writes = []
-    for line in audit_log.read_text().splitlines():
-        event = json.loads(line)
-        if event.get("user", {}).get("username") != OPERATOR_USER:
-            continue
-        if event.get("verb") not in WRITES or event.get("stage") != "ResponseComplete":
-            continue
-        stamp = event["requestReceivedTimestamp"].replace("Z", "+00:00")
-        if datetime.fromisoformat(stamp).timestamp() >= since:
-            writes.append({"verb": event["verb"], "uri": event["requestURI"]})
-    return writes
 
 
 def settled_check(cluster: ControlPlane, namespace: str, name: str) -> Callable[[], bool]:

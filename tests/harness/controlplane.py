@@ -134,8 +134,18 @@ omitStages: [RequestReceived]
 rules:
   - level: Metadata
     verbs: [create, update, patch, delete, deletecollection]
-  - level: None
+{reads}  - level: None
 """
+
+
+def audit_policy(readers: tuple[str, ...]) -> str:
+    """Every write is audited; reads only for the users named (a benchmark counting them)."""
+    reads = (
+        f"  - level: Metadata\n    users: {json.dumps(list(readers))}\n    verbs: [get, list]\n"
+        if readers
+        else ""
+    )
+    return AUDIT_POLICY.format(reads=reads)
 
 
 @dataclass
@@ -147,6 +157,8 @@ class ControlPlane:
     # namespace and advertises this one, so pods reach it through the kubernetes Service.
     node_ip: str | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Users whose reads the audit log records too (writes are always recorded).
+    audited_readers: tuple[str, ...] = ()
 
     @property
     def server(self) -> str:
@@ -197,7 +209,7 @@ class ControlPlane:
                 "--unsafe-no-fsync",
             ],
         )
-        (self.directory / "audit-policy.yaml").write_text(AUDIT_POLICY)
+        (self.directory / "audit-policy.yaml").write_text(audit_policy(self.audited_readers))
         self._start_apiserver(certs, etcd_port)
         write_kubeconfig(
             self.admin_kubeconfig,
@@ -384,8 +396,12 @@ class ControlPlane:
 
 
 @contextmanager
-def control_plane(directory: Path, node_ip: str | None = None) -> Iterator[ControlPlane]:
-    plane = ControlPlane(directory, kube_binaries(), node_ip=node_ip)
+def control_plane(
+    directory: Path, node_ip: str | None = None, audited_readers: tuple[str, ...] = ()
+) -> Iterator[ControlPlane]:
+    plane = ControlPlane(
+        directory, kube_binaries(), node_ip=node_ip, audited_readers=audited_readers
+    )
     try:
         plane.start()
         yield plane

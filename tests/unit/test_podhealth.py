@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubevino_operator.podhealth import MESSAGE_LIMIT, diagnose, diagnose_events
+from kubevino_operator.podhealth import (
+    EVENT_PODS_LIMIT,
+    MESSAGE_LIMIT,
+    diagnose,
+    diagnose_events,
+    pods_worth_events,
+    warning_events_selector,
+)
 
 
 def _pod(name: str = "m-1", **status: Any) -> dict[str, Any]:
@@ -93,3 +100,21 @@ def test_a_volume_that_does_not_mount_is_read_from_the_kubelets_warning() -> Non
     assert problem is not None and problem.reason == "VolumeMountFailed"
     assert "hostPath type check failed" in problem.message and "pod m-1" in problem.message
     assert diagnose_events(pods, events[1:]) is None
+
+
+def test_events_are_read_only_for_pods_placed_on_a_node_that_run_nothing_yet() -> None:
+    def placed(name: str, phase: str, node: str = "node-a") -> dict[str, Any]:
+        pod = _pod(name, phase=phase)
+        pod["metadata"]["uid"] = f"uid-{name}"
+        pod["spec"] = {"nodeName": node} if node else {}
+        return pod
+
+    mounting = placed("m-1", "Pending")
+    unscheduled = placed("m-2", "Pending", node="")
+    running = placed("m-3", "Running")
+    leaving = placed("m-4", "Pending")
+    leaving["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert pods_worth_events([running, unscheduled, mounting, leaving]) == [mounting]
+    assert warning_events_selector(mounting) == "type=Warning,involvedObject.uid=uid-m-1"
+    many = [placed(f"m-{i}", "Pending") for i in range(10)]
+    assert len(pods_worth_events(many)) == EVENT_PODS_LIMIT
