@@ -10,7 +10,12 @@ Same model (the bundled classifier), same device (CPU), same hint. Prints ratios
 The in-process baseline runs before and after the server phases; its mean is the reference, so a
 drift of the machine during the run shows up as the spread printed next to it.
 
-    python bench/runtime_throughput.py [--seconds 10] [--device CPU]
+Clients are several processes (one Python process tops out near a thousand gRPC calls a second,
+which would measure the client). On machines with enough cores the clients get CPUs of their
+own (``--client-cpus``), as remote clients would, and the server and the in-process baseline
+share the rest: both sides of a ratio get the same cores.
+
+    python bench/runtime_throughput.py [--seconds 10] [--device CPU] [--client-cpus K]
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,26 +91,31 @@ def _grpc_request(image: np.ndarray) -> pb.ModelInferRequest:
     return request
 
 
-async def grpc_throughput(target: str, seconds: float, concurrency: int) -> float:
+async def _until(start_at: float) -> None:
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+
+
+async def grpc_calls(target: str, start_at: float, seconds: float, concurrency: int) -> int:
+    """gRPC ModelInfer calls completed in [start_at, start_at + seconds) by one client process."""
     request = _grpc_request(sample_input())
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         await stub.ModelInfer(request)
-        deadline = time.perf_counter() + seconds
+        await _until(start_at)
+        deadline = start_at + seconds
         done = 0
 
         async def worker() -> None:
             nonlocal done
-            while time.perf_counter() < deadline:
+            while time.time() < deadline:
                 await stub.ModelInfer(request)
                 done += 1
 
-        started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done / (time.perf_counter() - started)
+        return done
 
 
-async def rest_throughput(base: str, seconds: float, concurrency: int) -> float:
+async def rest_calls(base: str, start_at: float, seconds: float, concurrency: int) -> int:
     image = sample_input()
     header = json.dumps(
         {
@@ -124,20 +137,56 @@ async def rest_throughput(base: str, seconds: float, concurrency: int) -> float:
     async with aiohttp.ClientSession(connector=connector) as session:
         async with session.post(url, data=body, headers=headers) as response:
             await response.read()
-        deadline = time.perf_counter() + seconds
+        await _until(start_at)
+        deadline = start_at + seconds
         done = 0
 
         async def worker() -> None:
             nonlocal done
-            while time.perf_counter() < deadline:
+            while time.time() < deadline:
                 async with session.post(url, data=body, headers=headers) as response:
                     await response.read()
                     assert response.status == 200
                 done += 1
 
-        started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done / (time.perf_counter() - started)
+        return done
+
+
+def _client_process(protocol: str, address: str, start_at: float, seconds: float, n: int) -> int:
+    calls = grpc_calls if protocol == "grpc" else rest_calls
+    return asyncio.run(calls(address, start_at, seconds, n))
+
+
+def _pin(cpus: list[int]) -> None:
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
+def served_throughput(
+    protocol: str, address: str, seconds: float, concurrency: int, clients: list[list[int]]
+) -> float:
+    """Inferences per second over ``concurrency`` requests in flight, spread over one client
+    process per entry of ``clients`` (each pinned to the CPUs listed, when any)."""
+    share = [
+        concurrency // len(clients) + (i < concurrency % len(clients)) for i in range(len(clients))
+    ]
+    start_at = time.time() + 6.0  # every client started, connected and warm before the clock
+    spawn = multiprocessing.get_context("spawn")
+    pools = [
+        ProcessPoolExecutor(1, mp_context=spawn, initializer=_pin, initargs=(cpus,))
+        for cpus in clients
+    ]
+    try:
+        futures = [
+            pool.submit(_client_process, protocol, address, start_at, seconds, n)
+            for pool, n in zip(pools, share, strict=True)
+            if n
+        ]
+        return sum(f.result() for f in futures) / seconds
+    finally:
+        for pool in pools:
+            pool.shutdown()
 
 
 def grpc_latencies(target: str, count: int) -> list[float]:
@@ -176,6 +225,10 @@ def serving_args(workdir: Path, device: str, hint: str) -> list[str]:
     ]
 
 
+def _span(cpus: list[int]) -> str:
+    return f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 1 else str(cpus[0])
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
@@ -185,7 +238,26 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput phase")
     parser.add_argument("--latency-requests", type=int, default=300)
     parser.add_argument("--device", default="CPU")
+    parser.add_argument(
+        "--client-cpus",
+        type=int,
+        default=None,
+        help="CPUs kept for the clients, the rest for server and baseline "
+        "(default: a quarter on 8 or more CPUs, none below)",
+    )
+    parser.add_argument("--client-processes", type=int, default=None)
     args = parser.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    reserved = (
+        args.client_cpus
+        if args.client_cpus is not None
+        else (len(cpus) // 4 if len(cpus) >= 8 else 0)
+    )
+    server_cpus, client_cpus = cpus[: len(cpus) - reserved], cpus[len(cpus) - reserved :]
+    processes = args.client_processes or max(1, reserved or len(cpus) // 4)
+    clients = [client_cpus[i::processes] if client_cpus else [] for i in range(processes)]
+    # The server and the in-process baseline inherit this: the same cores on both sides.
+    os.sched_setaffinity(0, server_cpus)
 
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
@@ -195,8 +267,8 @@ def main() -> int:
             server.wait_ready()
             nireq = server_nireq(server.rest)
             concurrency = max(2, 2 * nireq)
-            over_grpc = asyncio.run(grpc_throughput(server.grpc, args.seconds, concurrency))
-            over_rest = asyncio.run(rest_throughput(server.rest, args.seconds, concurrency))
+            over_grpc = served_throughput("grpc", server.grpc, args.seconds, concurrency, clients)
+            over_rest = served_throughput("rest", server.rest, args.seconds, concurrency, clients)
         baseline_after = in_process_throughput(model, args.device, args.seconds)
 
         local = in_process_latencies(model, args.device, args.latency_requests)
@@ -206,7 +278,11 @@ def main() -> int:
 
     baseline = statistics.mean([baseline_before, baseline_after])
     spread = abs(baseline_before - baseline_after) / baseline
-    print(f"device {args.device}; nireq {nireq}; client concurrency {concurrency}")
+    print(
+        f"device {args.device}; nireq {nireq}; client concurrency {concurrency} in {processes} "
+        f"processes; server and baseline on CPUs {_span(server_cpus)}, clients on "
+        f"{_span(client_cpus) if client_cpus else 'the same CPUs'}"
+    )
     print(
         f"in-process AsyncInferQueue      {baseline:8.1f} inf/s (before {baseline_before:.1f},"
         f" after {baseline_after:.1f}; drift {spread:.1%})"

@@ -62,6 +62,8 @@ class Context:
     inventory: tuple[float, Inventory] | None = None  # (read at, what the nodes reported)
     # Per model: the inventory fingerprint it was last rendered and applied with.
     rendered_with: dict[tuple[str, str], Any] = {}
+    # Per model: when its status was last recomputed (time.monotonic()).
+    refreshed_at: dict[tuple[str, str], float] = {}
     background: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -251,6 +253,7 @@ async def refresh_status(
 
 async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
     (namespace, name), (applied_replicas, deployment) = model, hints
+    Context.refreshed_at[model] = time.monotonic()
     kube = Context.client()
     owner = await kube.get(api.API_VERSION, api.KIND, namespace, name)
     if owner is None:
@@ -374,12 +377,16 @@ async def recheck(known: KnownModels) -> None:
     """What no watched object announces, and only that (a healthy, unchanged model costs no
     request): with discovery, nodes whose reports changed since a model was last rendered
     (render GIDs, nodes that gained the accelerator) re-render it; a model that does not serve
-    has its status re-read (a pod stuck on a volume only says so in Events)."""
+    has its status re-read once no event has done so for a while (a pod stuck on a volume only
+    says so in Events; models that events keep refreshing, as in a large rollout, are left to
+    them)."""
     inventory = await _inventory()
     fingerprint = inventory.fingerprint() if inventory is not None else None
     models = {key: next(iter(readiness), "") for key, readiness in known.items()}
-    for gone in set(Context.rendered_with) - set(models):
-        del Context.rendered_with[gone]
+    for memory in (Context.rendered_with, Context.refreshed_at):
+        for gone in set(memory) - set(models):
+            del memory[gone]
+    quiet_since = time.monotonic() - RECHECK_SECONDS / 2
     turns = asyncio.Semaphore(RECHECKS_AT_ONCE)
 
     async def one(key: tuple[str, str], ready: str) -> None:
@@ -388,7 +395,7 @@ async def recheck(known: KnownModels) -> None:
                 body = await Context.client().get(api.API_VERSION, api.KIND, *key)
                 if body is not None:
                     await _reconcile(cast(kopf.Body, body), compare_first=True, prune=False)
-            elif ready != "True":
+            elif ready != "True" and Context.refreshed_at.get(key, 0.0) <= quiet_since:
                 await refresh_status(*key)
 
     outcomes = await asyncio.gather(
