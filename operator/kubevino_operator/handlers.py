@@ -47,6 +47,7 @@ from kubevino_operator.render import (
 )
 from kubevino_operator.settings import Settings, load_settings
 from kubevino_operator.status import READY, build_status
+from kubevino_operator.watched import MANAGED, Watched
 
 OPTIONAL_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
@@ -64,6 +65,8 @@ class Context:
     rendered_with: dict[tuple[str, str], Any] = {}
     # Per model: when its status was last recomputed (time.monotonic()).
     refreshed_at: dict[tuple[str, str], float] = {}
+    # Per model: the object as last read or written; used while the watch has seen nothing newer.
+    owners: dict[tuple[str, str], dict[str, Any]] = {}
     background: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -255,7 +258,7 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
     (namespace, name), (applied_replicas, deployment) = model, hints
     Context.refreshed_at[model] = time.monotonic()
     kube = Context.client()
-    owner = await kube.get(api.API_VERSION, api.KIND, namespace, name)
+    owner = await _current_owner(model)
     if owner is None:
         return
     previous: dict[str, Any] = owner.get("status") or {}
@@ -273,11 +276,7 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
         short, fetched = _short_of_pods(deployment), is_fetched(rendered.model)
         # Pods are read only when they have something to say: why too few serve, or what
         # the model fetch reported.
-        pods = (
-            await kube.list("v1", "Pod", namespace, rendered.label_selector)
-            if (short or fetched)
-            else []
-        )
+        pods = Watched.pods_of(model) if (short or fetched) else []
         report = fetch_report(pods) if fetched else None
         if short:
             pod_problem = diagnose(pods)
@@ -307,7 +306,7 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
         status["appliedReplicas"] = applied_replicas
     changed = {key: value for key, value in status.items() if previous.get(key) != value}
     if changed:
-        await kube.merge_patch(
+        Context.owners[model] = await kube.merge_patch(
             api.API_VERSION,
             api.KIND,
             namespace,
@@ -316,6 +315,24 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
             subresource="status",
         )
     _announce(owner, previous, status)
+
+
+async def _current_owner(model: tuple[str, str]) -> dict[str, Any] | None:
+    """The model as it is: the copy last read or written while the watch has seen no newer
+    version of it (resourceVersions equal), else read from the API server."""
+    cached, seen = Context.owners.get(model), Watched.model(model)
+    if (
+        cached is not None
+        and seen is not None
+        and cached["metadata"].get("resourceVersion") == seen.resource_version
+    ):
+        return cached
+    owner = await Context.client().get(api.API_VERSION, api.KIND, *model)
+    if owner is None:
+        Context.owners.pop(model, None)
+    else:
+        Context.owners[model] = owner
+    return owner
 
 
 _refreshes: Coalescer[tuple[str, str], RefreshHints] = Coalescer(_refresh_now, _newest_hints)
@@ -356,24 +373,10 @@ async def resumed(body: kopf.Body, **_: Any) -> None:
     await _reconcile(body, compare_first=True, prune=True)
 
 
-def _ready(body: kopf.Body | dict[str, Any]) -> str:
-    """The Ready condition's status ("True", "False", "Unknown"), "" before the first status."""
-    conditions = (body.get("status") or {}).get("conditions") or []
-    return str(next((c.get("status", "") for c in conditions if c.get("type") == READY), ""))
-
-
-@kopf.index(api.GROUP, api.VERSION, api.PLURAL)
-def known_models(body: kopf.Body, **_: Any) -> dict[tuple[str, str], str]:
-    """The models that exist and whether they are Ready, as the watch saw them: kept in memory
-    by kopf, complete before any other handler runs."""
-    return {(body["metadata"]["namespace"], body["metadata"]["name"]): _ready(body)}
-
-
-KnownModels = kopf.Index[tuple[str, str], str]
 RECHECKS_AT_ONCE = 8
 
 
-async def recheck(known: KnownModels) -> None:
+async def recheck() -> None:
     """What no watched object announces, and only that (a healthy, unchanged model costs no
     request): with discovery, nodes whose reports changed since a model was last rendered
     (render GIDs, nodes that gained the accelerator) re-render it; a model that does not serve
@@ -382,8 +385,8 @@ async def recheck(known: KnownModels) -> None:
     them)."""
     inventory = await _inventory()
     fingerprint = inventory.fingerprint() if inventory is not None else None
-    models = {key: next(iter(readiness), "") for key, readiness in known.items()}
-    for memory in (Context.rendered_with, Context.refreshed_at):
+    models = {key: seen.ready for key, seen in Watched.all_models().items()}
+    for memory in (Context.rendered_with, Context.refreshed_at, Context.owners):
         for gone in set(memory) - set(models):
             del memory[gone]
     quiet_since = time.monotonic() - RECHECK_SECONDS / 2
@@ -406,17 +409,18 @@ async def recheck(known: KnownModels) -> None:
             logging.getLogger(__name__).warning("recheck of %s/%s failed: %s", *key, outcome)
 
 
-async def _recheck_forever(known: KnownModels) -> None:
+async def _recheck_forever() -> None:
     while True:
         await asyncio.sleep(RECHECK_SECONDS)
-        await recheck(known)
+        await recheck()
 
 
 @kopf.on.startup()
 async def start_rechecks(**kwargs: Any) -> None:
     """One loop for all models rather than a kopf timer per model: kopf guards timers with a
     finalizer, and a finalizer would make deleting a model wait for a running operator."""
-    task = asyncio.create_task(_recheck_forever(kwargs["known_models"]))
+    Watched.attach(kwargs)
+    task = asyncio.create_task(_recheck_forever())
     Context.background.add(task)
     task.add_done_callback(Context.background.discard)
 
@@ -428,26 +432,26 @@ async def stop_rechecks(**_: Any) -> None:
     await asyncio.gather(*Context.background, return_exceptions=True)
 
 
-def _owning_model(body: kopf.Body, known: KnownModels) -> str | None:
+def _owning_model(body: kopf.Body) -> str | None:
     """The model a labelled object belongs to, if that model still exists (objects of a model
     being deleted keep sending events until the garbage collector is done with them)."""
     name = (body["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
-    if name and (body["metadata"]["namespace"], name) in known:
+    if name and Watched.model((body["metadata"]["namespace"], name)) is not None:
         return str(name)
     return None
 
 
-@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "kubevino"})
-async def pod_changed(body: kopf.Body, **kwargs: Any) -> None:
+@kopf.on.event("", "v1", "pods", labels=MANAGED)
+async def pod_changed(body: kopf.Body, **_: Any) -> None:
     """A pod that cannot pull, start or stay up changes no Deployment status: watch pods."""
-    name = _owning_model(body, kwargs["known_models"])
+    name = _owning_model(body)
     if name:
         await refresh_status(body["metadata"]["namespace"], name)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "kubevino"})
-async def deployment_changed(body: kopf.Body, **kwargs: Any) -> None:
-    name = _owning_model(body, kwargs["known_models"])
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def deployment_changed(body: kopf.Body, **_: Any) -> None:
+    name = _owning_model(body)
     if name:
         # The event carries the Deployment as it is now: no need to read it again.
         await refresh_status(body["metadata"]["namespace"], name, deployment=dict(body))

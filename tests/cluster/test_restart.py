@@ -76,7 +76,10 @@ def test_an_api_server_restart_is_survived(
 ) -> None:
     cluster.restart_apiserver()
     cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(model_manifest("after", namespace)))
-    wait_until(lambda: get(cluster, "deployment", "after", namespace), 120, "reconciled")
+    try:
+        wait_until(lambda: get(cluster, "deployment", "after", namespace), 120, "reconciled")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\noperator log:\n{operator.log()}") from None
     assert operator.process is not None and operator.process.poll() is None, operator.log()
 
 
