@@ -9,7 +9,8 @@ costs at most two runs, the second one seeing everything the burst announced.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -54,6 +55,18 @@ class Coalescer(Generic[K, A]):
             outcome.exception()  # retrieved here too: callers that left must not warn
         else:
             outcome.set_result(None)
+        finally:
+            if key not in self._waiting and not lock.locked():
+                self._locks.pop(key, None)
+
+    @asynccontextmanager
+    async def held(self, key: K) -> AsyncIterator[None]:
+        """No run for ``key`` starts inside this block; calls made meanwhile fold into one run
+        that the first call after the block joins (it starts before anything else can)."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                yield
         finally:
             if key not in self._waiting and not lock.locked():
                 self._locks.pop(key, None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -47,7 +48,7 @@ from kubevino_operator.render import (
 )
 from kubevino_operator.settings import Settings, load_settings
 from kubevino_operator.status import READY, build_status
-from kubevino_operator.watched import MANAGED, Watched
+from kubevino_operator.watched import MANAGED, OwnerCopies, Watched
 
 OPTIONAL_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
@@ -65,8 +66,7 @@ class Context:
     rendered_with: dict[tuple[str, str], Any] = {}
     # Per model: when its status was last recomputed (time.monotonic()).
     refreshed_at: dict[tuple[str, str], float] = {}
-    # Per model: the object as last read or written; used while the watch has seen nothing newer.
-    owners: dict[tuple[str, str], dict[str, Any]] = {}
+    owners = OwnerCopies()
     background: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -226,15 +226,35 @@ def _announce(owner: dict[str, Any], before: dict[str, Any], after: dict[str, An
     kopf.warn(cast(kopf.Body, owner), reason=new["reason"], message=new.get("message", ""))
 
 
-# Why a refresh is asked for: the replica count just pushed, the Deployment just seen.
-RefreshHints = tuple[int | None, dict[str, Any] | None]
+@dataclass(frozen=True)
+class RefreshHints:
+    """Why a refresh is asked for: the replica count just pushed, the Deployment just seen
+    (and whether the watch or the operator's own write showed it)."""
+
+    applied_replicas: int | None = None
+    deployment: dict[str, Any] | None = None
+    deployment_from_watch: bool = True
 
 
-def _newest_hints(older: RefreshHints, newer: RefreshHints) -> RefreshHints:
-    return (
-        newer[0] if newer[0] is not None else older[0],
-        newer[1] if newer[1] is not None else older[1],
+def _merged_hints(older: RefreshHints, newer: RefreshHints) -> RefreshHints:
+    """Watch events arrive in order, so the newer of two Deployments from the watch is the
+    newer one. A Deployment from the operator's own write and one from the watch cannot be
+    ordered (resourceVersions are opaque): when they differ, neither is used and it is read."""
+    applied = (
+        newer.applied_replicas if newer.applied_replicas is not None else older.applied_replicas
     )
+    if older.deployment is None or newer.deployment is None:
+        kept = newer if newer.deployment is not None else older
+        return RefreshHints(applied, kept.deployment, kept.deployment_from_watch)
+    if older.deployment_from_watch == newer.deployment_from_watch or _version(
+        older.deployment
+    ) == _version(newer.deployment):
+        return RefreshHints(applied, newer.deployment, newer.deployment_from_watch)
+    return RefreshHints(applied, None)
+
+
+def _version(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"].get("resourceVersion", ""))
 
 
 async def refresh_status(
@@ -242,6 +262,7 @@ async def refresh_status(
     name: str,
     applied_replicas: int | None = None,
     deployment: dict[str, Any] | None = None,
+    deployment_from_watch: bool = True,
 ) -> None:
     """Recompute the status from the model as it is now, and write what changed.
 
@@ -251,11 +272,13 @@ async def refresh_status(
     of a Deployment's status arrives as an event, so the last write always reflects the newest
     Deployment.
     """
-    await _refreshes.run((namespace, name), (applied_replicas, deployment))
+    hints = RefreshHints(applied_replicas, deployment, deployment_from_watch)
+    await _refreshes.run((namespace, name), hints)
 
 
 async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
-    (namespace, name), (applied_replicas, deployment) = model, hints
+    namespace, name = model
+    applied_replicas, deployment = hints.applied_replicas, hints.deployment
     Context.refreshed_at[model] = time.monotonic()
     kube = Context.client()
     owner = await _current_owner(model)
@@ -306,7 +329,7 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
         status["appliedReplicas"] = applied_replicas
     changed = {key: value for key, value in status.items() if previous.get(key) != value}
     if changed:
-        Context.owners[model] = await kube.merge_patch(
+        written = await kube.merge_patch(
             api.API_VERSION,
             api.KIND,
             namespace,
@@ -314,28 +337,25 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
             {"status": changed},
             subresource="status",
         )
+        Context.owners.remember(model, written)
     _announce(owner, previous, status)
 
 
 async def _current_owner(model: tuple[str, str]) -> dict[str, Any] | None:
-    """The model as it is: the copy last read or written while the watch has seen no newer
-    version of it (resourceVersions equal), else read from the API server."""
-    cached, seen = Context.owners.get(model), Watched.model(model)
-    if (
-        cached is not None
-        and seen is not None
-        and cached["metadata"].get("resourceVersion") == seen.resource_version
-    ):
+    """The model as it is: the copy last read or written while the watch has seen nothing
+    newer (``OwnerCopies``), else read from the API server."""
+    cached = Context.owners.current(model, Watched.model(model))
+    if cached is not None:
         return cached
     owner = await Context.client().get(api.API_VERSION, api.KIND, *model)
     if owner is None:
-        Context.owners.pop(model, None)
+        Context.owners.forget(model)
     else:
-        Context.owners[model] = owner
+        Context.owners.remember(model, owner)
     return owner
 
 
-_refreshes: Coalescer[tuple[str, str], RefreshHints] = Coalescer(_refresh_now, _newest_hints)
+_refreshes: Coalescer[tuple[str, str], RefreshHints] = Coalescer(_refresh_now, _merged_hints)
 
 
 async def _reconcile(body: kopf.Body, *, compare_first: bool, prune: bool) -> None:
@@ -343,18 +363,23 @@ async def _reconcile(body: kopf.Body, *, compare_first: bool, prune: bool) -> No
     parsed = _parse(body)
     applied: int | None = None
     deployment: dict[str, Any] | None = None
-    if not isinstance(parsed, str):
-        inventory = await _inventory()
-        rendered = render(parsed, Context.settings, inventory)
-        if inventory is not None:
-            Context.rendered_with[(namespace, name)] = inventory.fingerprint()
-        if isinstance(rendered, Rendered):
-            deployment = await _apply_all(body, rendered, compare_first, prune)
-            applied, deployment = await _push_replicas(
-                parsed, (body.get("status") or {}).get("appliedReplicas"), deployment
-            )
-    # The Deployment as the apply (or scale) returned it is the freshest there is.
-    await refresh_status(namespace, name, applied, deployment)
+    # The body kopf hands over is the model as the watch saw it: a copy worth keeping unless
+    # the operator already holds a newer one.
+    Context.owners.offer((namespace, name), dict(body))
+    # Events about the objects being applied wait and fold into the one refresh below: one
+    # status write per reconcile, not one per event.
+    async with _refreshes.held((namespace, name)):
+        if not isinstance(parsed, str):
+            inventory = await _inventory()
+            rendered = render(parsed, Context.settings, inventory)
+            if inventory is not None:
+                Context.rendered_with[(namespace, name)] = inventory.fingerprint()
+            if isinstance(rendered, Rendered):
+                deployment = await _apply_all(body, rendered, compare_first, prune)
+                applied, deployment = await _push_replicas(
+                    parsed, (body.get("status") or {}).get("appliedReplicas"), deployment
+                )
+    await refresh_status(namespace, name, applied, deployment, deployment_from_watch=False)
 
 
 @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
@@ -386,9 +411,11 @@ async def recheck() -> None:
     inventory = await _inventory()
     fingerprint = inventory.fingerprint() if inventory is not None else None
     models = {key: seen.ready for key, seen in Watched.all_models().items()}
-    for memory in (Context.rendered_with, Context.refreshed_at, Context.owners):
+    for memory in (Context.rendered_with, Context.refreshed_at):
         for gone in set(memory) - set(models):
             del memory[gone]
+    for gone in Context.owners.keys() - set(models):
+        Context.owners.forget(gone)
     quiet_since = time.monotonic() - RECHECK_SECONDS / 2
     turns = asyncio.Semaphore(RECHECKS_AT_ONCE)
 

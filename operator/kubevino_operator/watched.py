@@ -9,6 +9,7 @@ every model.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,3 +95,50 @@ class Watched:
         if cls.pods is None or key not in cls.pods:
             return []
         return list(cls.pods[key])
+
+
+class OwnerCopies:
+    """Each model as the operator last read or wrote it, and the versions it knows are older.
+
+    A copy is current while the watch has seen no other version of the model than it or one
+    older: the watch lags behind the operator's own status writes, and a version it has not
+    caught up with yet is no reason to read the model again.
+    """
+
+    KEEP = 8
+
+    def __init__(self) -> None:
+        self._copies: dict[ModelKey, dict[str, Any]] = {}
+        self._older: dict[ModelKey, deque[str]] = {}
+
+    def remember(self, key: ModelKey, owner: dict[str, Any]) -> None:
+        previous = self._copies.get(key)
+        if previous is not None:
+            older = self._older.setdefault(key, deque(maxlen=self.KEEP))
+            older.append(str(previous["metadata"].get("resourceVersion", "")))
+        self._copies[key] = owner
+
+    def offer(self, key: ModelKey, owner: dict[str, Any]) -> None:
+        """Keep ``owner`` unless it is the kept copy or a version known to be older than it
+        (kopf may hand over a model as it was before the operator's own last write)."""
+        version = str(owner["metadata"].get("resourceVersion", ""))
+        copy = self._copies.get(key)
+        known = () if copy is None else (copy["metadata"].get("resourceVersion"),)
+        if version in known or version in self._older.get(key, ()):
+            return
+        self.remember(key, owner)
+
+    def current(self, key: ModelKey, seen: ModelSeen | None) -> dict[str, Any] | None:
+        copy = self._copies.get(key)
+        if copy is None or seen is None:
+            return None
+        if seen.resource_version == copy["metadata"].get("resourceVersion"):
+            return copy
+        return copy if seen.resource_version in self._older.get(key, ()) else None
+
+    def forget(self, key: ModelKey) -> None:
+        self._copies.pop(key, None)
+        self._older.pop(key, None)
+
+    def keys(self) -> set[ModelKey]:
+        return set(self._copies)

@@ -66,3 +66,23 @@ def test_every_caller_of_a_failed_run_sees_its_error_and_a_caller_leaving_stops_
 
     asyncio.run(scenario())
     assert done == [1]
+
+
+def test_calls_made_while_held_fold_into_the_first_run_after() -> None:
+    runs: list[int] = []
+
+    async def work(_: str, value: int) -> None:
+        runs.append(value)
+
+    async def scenario() -> None:
+        coalescer: Coalescer[str, int] = Coalescer(work, lambda a, b: a + b)
+        async with coalescer.held("m"):
+            early = [asyncio.create_task(coalescer.run("m", n)) for n in (1, 2)]
+            await asyncio.sleep(0.01)
+            assert runs == []  # nothing runs while held
+        await coalescer.run("m", 10)
+        await asyncio.gather(*early)
+        assert coalescer.idle()
+
+    asyncio.run(scenario())
+    assert runs == [13]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubevino_operator.podhealth import diagnose, fetch_report, pods_worth_events
-from kubevino_operator.watched import ModelSeen, model_entry, pod_entry, pod_view
+from kubevino_operator.watched import ModelSeen, OwnerCopies, model_entry, pod_entry, pod_view
 
 
 def _pod(name: str, **status: Any) -> dict[str, Any]:
@@ -62,3 +62,36 @@ def test_pods_are_indexed_under_their_model_and_models_with_readiness_and_versio
         "status": {"conditions": [{"type": "Ready", "status": "False"}]},
     }
     assert model_entry(model) == {("ml", "resnet"): ModelSeen("False", "42")}
+
+
+def _model(version: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": "ml", "name": "resnet", "resourceVersion": version}}
+
+
+def test_a_kept_copy_of_a_model_is_trusted_until_the_watch_sees_a_version_it_does_not_know() -> (
+    None
+):
+    copies = OwnerCopies()
+    key = ("ml", "resnet")
+    assert copies.current(key, ModelSeen("", "1")) is None  # nothing kept yet
+    copies.remember(key, _model("1"))
+    copies.remember(key, _model("2"))  # the operator's own status write
+    assert copies.current(key, ModelSeen("", "2")) == _model("2")
+    # The watch has not caught up with that write yet: still the newest there is.
+    assert copies.current(key, ModelSeen("", "1")) == _model("2")
+    # Someone else changed the model: read it again.
+    assert copies.current(key, ModelSeen("", "3")) is None
+    assert copies.current(key, None) is None
+    copies.forget(key)
+    assert copies.current(key, ModelSeen("", "2")) is None and not copies.keys()
+
+
+def test_a_model_handed_over_as_it_was_before_the_operators_own_write_is_not_kept() -> None:
+    copies = OwnerCopies()
+    key = ("ml", "resnet")
+    copies.offer(key, _model("1"))
+    copies.remember(key, _model("2"))
+    copies.offer(key, _model("1"))  # kopf's body from before the status write
+    assert copies.current(key, ModelSeen("", "2")) == _model("2")
+    copies.offer(key, _model("3"))  # a version the operator has not seen: newer
+    assert copies.current(key, ModelSeen("", "3")) == _model("3")
