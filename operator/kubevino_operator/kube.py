@@ -19,7 +19,6 @@ from kubevino_operator.render import FIELD_MANAGER
 PLURALS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Service"): "services",
-    ("v1", "Pod"): "pods",
     ("v1", "Event"): "events",
     ("v1", "Node"): "nodes",
     ("apps/v1", "Deployment"): "deployments",

@@ -66,8 +66,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "",
         ("pods",),
-        ("get", "list", "watch"),
-        "read why pods do not serve (image pull, crash, scheduling) into the conditions",
+        ("list", "watch"),
+        "watch the models' pods (kept in memory) to read why they do not serve (image pull, "
+        "crash, scheduling) into the conditions",
     ),
     Rule(
         "",
