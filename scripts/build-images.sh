@@ -28,10 +28,15 @@ missing=()
 command -v podman >/dev/null || missing+=(podman)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v runc >/dev/null || missing+=(runc)
+# The image tests publish ports through slirp4netns (no host bridge, no host firewall rules).
+command -v slirp4netns >/dev/null || missing+=(slirp4netns)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]} from Debian"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    "${missing[@]}" uidmap fuse-overlayfs >&2
+  apt=(apt-get -q -o DPkg::Lock::Timeout=300)
+  install=("${apt[@]}" install -y --no-install-recommends "${missing[@]}" uidmap fuse-overlayfs)
+  # A stale package index is refreshed once.
+  DEBIAN_FRONTEND=noninteractive "${install[@]}" >&2 \
+    || { "${apt[@]}" update >&2 && DEBIAN_FRONTEND=noninteractive "${install[@]}" >&2; }
 fi
 
 # Our own containers.conf instead of editing the machine's: crun refuses this host's hybrid

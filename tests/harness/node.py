@@ -58,11 +58,23 @@ def ensure_node_packages() -> None:
         if not (Path(binary).exists() or _which(binary))
     ]
     if missing:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *NODE_DEBIAN_PACKAGES],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        apt_install(NODE_DEBIAN_PACKAGES)
+
+
+def apt_install(packages: tuple[str, ...]) -> None:
+    """Install Debian packages; a stale package index is refreshed once, another apt run's
+    lock waited for, and a failure says what apt said."""
+    apt = ["apt-get", "-q", "-o", "DPkg::Lock::Timeout=300"]
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [*apt, "install", "-y", "--no-install-recommends", *packages]
+    done = subprocess.run(install, capture_output=True, text=True, env=environment)
+    if done.returncode != 0:
+        subprocess.run([*apt, "update"], capture_output=True, env=environment)
+        done = subprocess.run(install, capture_output=True, text=True, env=environment)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"apt-get install {' '.join(packages)} failed ({done.returncode}):\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
 
 
