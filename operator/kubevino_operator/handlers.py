@@ -31,7 +31,7 @@ from kubevino_operator.cli import describe_validation_error
 from kubevino_operator.coalesce import Coalescer
 from kubevino_operator.discovery import DISCOVERED_LABEL, Inventory
 from kubevino_operator.drift import already_applied
-from kubevino_operator.kube import Kube, load_api_client
+from kubevino_operator.kube import Kube, KubeError, load_api_client
 from kubevino_operator.modelsource import is_fetched
 from kubevino_operator.podhealth import (
     diagnose,
@@ -212,8 +212,12 @@ def _short_of_pods(deployment: dict[str, Any] | None) -> bool:
     return available < wanted
 
 
-def _announce(owner: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> None:
-    """A Warning Event when Ready turns False for a new reason the user must act on."""
+async def _announce(owner: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> None:
+    """A Warning Event when Ready turns False for a new reason the user must act on.
+
+    Posted by the operator itself, not with ``kopf.warn``: kopf's event queue exists only inside
+    its per-object handlers, and refreshes also run from the recheck loop.
+    """
 
     def ready(status: dict[str, Any]) -> dict[str, Any]:
         return next((c for c in status.get("conditions") or [] if c["type"] == READY), {})
@@ -223,7 +227,10 @@ def _announce(owner: dict[str, Any], before: dict[str, Any], after: dict[str, An
         return
     if new.get("reason") in ("RollingOut", "DeploymentMissing", "ScaledToZero"):
         return
-    kopf.warn(cast(kopf.Body, owner), reason=new["reason"], message=new.get("message", ""))
+    try:
+        await Context.client().post_event(owner, "Warning", new["reason"], new.get("message", ""))
+    except KubeError as error:  # an Event is a courtesy: the condition already says it
+        logging.getLogger(__name__).warning("event %s not posted: %s", new["reason"], error)
 
 
 @dataclass(frozen=True)
@@ -338,7 +345,7 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
             subresource="status",
         )
         Context.owners.remember(model, written)
-    _announce(owner, previous, status)
+    await _announce(owner, previous, status)
 
 
 async def _current_owner(model: tuple[str, str]) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client as k8s
@@ -37,6 +38,8 @@ def _message(data: bytes | str | None, fallback: str | None) -> str:
 
 
 CONCURRENT_REQUESTS = 32
+# Kubernetes keeps an Event's message under 1 KiB.
+EVENT_MESSAGE_LIMIT = 1024
 
 
 class KubeError(RuntimeError):
@@ -181,6 +184,33 @@ class Kube:
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
         return items
+
+    async def post_event(
+        self, owner: dict[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event about ``owner``, as ``kubectl describe`` shows them."""
+        meta = owner["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": owner.get("apiVersion", API_VERSION),
+                "kind": owner.get("kind", KIND),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:EVENT_MESSAGE_LIMIT],
+            "source": {"component": FIELD_MANAGER},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self.call("POST", resource_path("v1", "Event", meta["namespace"]), body=event)
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         try:

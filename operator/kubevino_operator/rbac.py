@@ -73,7 +73,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "",
         ("events",),
-        ("list", "create", "patch"),
+        ("list", "create"),
         "Warning Events that say what to change when a model is refused; list reads the "
         "kubelet's warnings about pods that never start (a volume that does not mount)",
     ),
