@@ -56,8 +56,7 @@ class Coalescer(Generic[K, A]):
         else:
             outcome.set_result(None)
         finally:
-            if key not in self._waiting and not lock.locked():
-                self._locks.pop(key, None)
+            self._drop_idle_lock(key, lock)
 
     @asynccontextmanager
     async def held(self, key: K) -> AsyncIterator[None]:
@@ -68,8 +67,12 @@ class Coalescer(Generic[K, A]):
             async with lock:
                 yield
         finally:
-            if key not in self._waiting and not lock.locked():
-                self._locks.pop(key, None)
+            self._drop_idle_lock(key, lock)
+
+    def _drop_idle_lock(self, key: K, lock: asyncio.Lock) -> None:
+        """Forget a key's lock once nothing holds or waits for it (models come and go)."""
+        if key not in self._waiting and not lock.locked():
+            self._locks.pop(key, None)
 
     def idle(self) -> bool:
         return not self._locks and not self._waiting

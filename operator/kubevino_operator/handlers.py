@@ -446,7 +446,10 @@ async def recheck() -> None:
 async def _recheck_forever() -> None:
     while True:
         await asyncio.sleep(RECHECK_SECONDS)
-        await recheck()
+        try:
+            await recheck()
+        except Exception as error:  # an API server away for a moment must not end the loop
+            logging.getLogger(__name__).warning("recheck failed: %s", error)
 
 
 @kopf.on.startup()

@@ -17,6 +17,7 @@ import kopf
 
 from kubevino_operator import api
 from kubevino_operator.render import INSTANCE_LABEL
+from kubevino_operator.status import READY
 
 ModelKey = tuple[str, str]  # (namespace, name)
 MANAGED = {"app.kubernetes.io/managed-by": "kubevino"}
@@ -30,7 +31,7 @@ class ModelSeen:
 
 def ready_status(body: kopf.Body | dict[str, Any]) -> str:
     conditions = (body.get("status") or {}).get("conditions") or []
-    return str(next((c.get("status", "") for c in conditions if c.get("type") == "Ready"), ""))
+    return str(next((c.get("status", "") for c in conditions if c.get("type") == READY), ""))
 
 
 def model_entry(body: kopf.Body | dict[str, Any]) -> dict[ModelKey, ModelSeen]:
