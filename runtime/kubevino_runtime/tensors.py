@@ -68,7 +68,7 @@ def from_json_data(
 
 
 def from_raw(
-    raw: bytes, shape: Sequence[int], dtype: np.dtype[Any], tensor: str
+    raw: bytes | memoryview, shape: Sequence[int], dtype: np.dtype[Any], tensor: str
 ) -> npt.NDArray[Any]:
     expected = element_count(shape, tensor) * dtype.itemsize
     if len(raw) != expected:

@@ -245,6 +245,17 @@ def test_grpc_mistakes_map_to_grpc_status_codes(server: RunningServer, image: Im
     assert unknown_output.value.status() == "StatusCode.INVALID_ARGUMENT"
 
 
+def test_a_grpc_body_that_is_not_a_model_infer_request_is_invalid_argument(
+    server: RunningServer,
+) -> None:
+    with grpc.insecure_channel(server.grpc) as channel:
+        model_infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as caught:
+            model_infer(bytes([(7 << 3) | 2, 50]) + b"short")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "runs past the end" in str(caught.value.details())
+
+
 def test_metrics_move_with_requests(server: RunningServer, image: Image) -> None:
     def success_count() -> float:
         text = httpx.get(f"{server.rest}/metrics").text

@@ -45,8 +45,21 @@ def test_shape_in_model_server_syntax_reshapes_with_ranges(tmp_path: Path, model
         server.wait_ready()
         metadata = httpx.get(f"{server.rest}/v2/models/ranged").json()
         assert metadata["inputs"][0]["shape"] == [-1, 3, 224, 224]
-        images = np.zeros((3, 3, 224, 224), dtype=np.float32)
+        images = np.random.default_rng(7).random((3, 3, 224, 224), dtype=np.float32)
         client = triton_grpc.InferenceServerClient(server.grpc)
-        tensor = triton_grpc.InferInput("input", list(images.shape), "FP32")
-        tensor.set_data_from_numpy(images)
-        assert client.infer("ranged", [tensor]).as_numpy("probabilities").shape == (3, 1000)
+
+        def probabilities(batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+            tensor = triton_grpc.InferInput("input", list(batch.shape), "FP32")
+            tensor.set_data_from_numpy(batch)
+            result: npt.NDArray[np.float32] = client.infer("ranged", [tensor]).as_numpy(
+                "probabilities"
+            )
+            return result
+
+        three = probabilities(images)
+        assert three.shape == (3, 1000)
+        # The same infer requests then take other batch sizes, each with its own result.
+        for _ in range(4):
+            one = probabilities(images[1:2])
+            assert one.shape == (1, 1000)
+            np.testing.assert_allclose(one[0], three[1], rtol=1e-4, atol=1e-6)

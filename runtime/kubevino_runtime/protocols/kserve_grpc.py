@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import grpc
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message_factory import GetMessageClass
 
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.engine import LoadedVersion
 from kubevino_runtime.errors import ErrorKind, ServingError, invalid
 from kubevino_runtime.protocols import kserve_v2_pb2 as pb
 from kubevino_runtime.protocols import kserve_v2_pb2_grpc as pb_grpc
+from kubevino_runtime.protocols.kserve_wire import (
+    InferRequestWire,
+    MalformedRequest,
+    parse_infer_request,
+)
 from kubevino_runtime.tensors import from_json_data, from_raw, kserve_datatype, numpy_dtype
 
 API = "KServe"
+_SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+SERVICE = _SERVICE_DESCRIPTOR.full_name
 GRPC_STATUS = {
     ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     ErrorKind.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
@@ -40,10 +48,12 @@ _CONTENTS_FIELD = {
 }
 
 
-def decode_inputs(request: pb.ModelInferRequest) -> dict[str, npt.NDArray[Any]]:
+def decode_inputs(
+    request: pb.ModelInferRequest, raw: Sequence[bytes | memoryview]
+) -> dict[str, npt.NDArray[Any]]:
+    """Arrays for the request's inputs; ``raw`` is its raw_input_contents (views of the body)."""
     if not request.inputs:
         raise invalid("request has no inputs")
-    raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise invalid(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs")
     inputs: dict[str, npt.NDArray[Any]] = {}
@@ -130,15 +140,21 @@ class KServeGrpc(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     async def ModelInfer(  # noqa: N802
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        wire: InferRequestWire | MalformedRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.ModelInferResponse:
+        if isinstance(wire, MalformedRequest):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, wire.reason)
+            raise AssertionError("abort returns only by raising")
+        request = wire.request
         try:
             loaded = self.plane.version(request.model_name, request.model_version)
         except ServingError as error:
             await self._abort(context, error)
             raise
         try:
-            inputs = decode_inputs(request)
+            inputs = decode_inputs(request, wire.raw_input_contents)
             names = _requested(request, loaded)
         except ServingError as error:
             self.plane.count_failure(API, "gRPC", "ModelInfer", loaded.name, str(loaded.version))
@@ -161,5 +177,30 @@ class KServeGrpc(pb_grpc.GRPCInferenceServiceServicer):
         return response
 
 
+def _method_handlers(servicer: KServeGrpc) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """The generated registration, except that ModelInfer keeps its tensors in the received
+    buffer (kserve_wire); every other method parses its message with protobuf as usual."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in _SERVICE_DESCRIPTOR.methods:
+        request_class = GetMessageClass(method.input_type)
+        response_class = GetMessageClass(method.output_type)
+        deserialize = (
+            parse_infer_request if method.name == "ModelInfer" else request_class.FromString
+        )
+        make = (
+            grpc.stream_stream_rpc_method_handler
+            if method.client_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=deserialize,
+            response_serializer=response_class.SerializeToString,
+        )
+    return handlers
+
+
 def add_to_server(plane: DataPlane, server: grpc.aio.Server) -> None:
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(KServeGrpc(plane), server)  # type: ignore[no-untyped-call]
+    handlers = _method_handlers(KServeGrpc(plane))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
