@@ -15,7 +15,11 @@ which would measure the client). On machines with enough cores the clients get C
 own (``--client-cpus``), as remote clients would, and the server and the in-process baseline
 share the rest: both sides of a ratio get the same cores.
 
+Throughput is measured for each ``--workers`` count (kubevino-serve processes sharing the ports;
+by default 1, and also a quarter of the server's CPUs on 8 or more CPUs); latency with one.
+
     python bench/runtime_throughput.py [--seconds 10] [--device CPU] [--client-cpus K]
+        [--workers 1,3] [--sizes small,resnet50]
 """
 
 from __future__ import annotations
@@ -95,27 +99,43 @@ async def _until(start_at: float) -> None:
     await asyncio.sleep(max(0.0, start_at - time.time()))
 
 
-async def grpc_calls(target: str, start_at: float, seconds: float, concurrency: int) -> int:
-    """gRPC ModelInfer calls completed in [start_at, start_at + seconds) by one client process."""
+async def grpc_calls(
+    target: str, start_at: float, seconds: float, concurrency: int, connections: int
+) -> int:
+    """gRPC ModelInfer calls completed in [start_at, start_at + seconds) by one client process,
+    over ``connections`` channels (a channel is one connection, and the kernel hands each
+    connection to one server worker)."""
     request = _grpc_request(sample_input())
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        await stub.ModelInfer(request)
+    channels = [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(max(1, min(connections, concurrency)))
+    ]
+    stubs = [pb_grpc.GRPCInferenceServiceStub(channel) for channel in channels]
+    try:
+        for stub in stubs:
+            await stub.ModelInfer(request)
         await _until(start_at)
         deadline = start_at + seconds
         done = 0
 
-        async def worker() -> None:
+        async def worker(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
             nonlocal done
             while time.time() < deadline:
                 await stub.ModelInfer(request)
                 done += 1
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(stubs[i % len(stubs)]) for i in range(concurrency)))
         return done
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
-async def rest_calls(base: str, start_at: float, seconds: float, concurrency: int) -> int:
+async def rest_calls(
+    base: str, start_at: float, seconds: float, concurrency: int, connections: int
+) -> int:
+    """As grpc_calls, over REST with binary tensors (aiohttp opens a connection per call in
+    flight, so ``connections`` is not needed)."""
     image = sample_input()
     header = json.dumps(
         {
@@ -153,9 +173,11 @@ async def rest_calls(base: str, start_at: float, seconds: float, concurrency: in
         return done
 
 
-def _client_process(protocol: str, address: str, start_at: float, seconds: float, n: int) -> int:
+def _client_process(
+    protocol: str, address: str, start_at: float, seconds: float, n: int, connections: int
+) -> int:
     calls = grpc_calls if protocol == "grpc" else rest_calls
-    return asyncio.run(calls(address, start_at, seconds, n))
+    return asyncio.run(calls(address, start_at, seconds, n, connections))
 
 
 def _pin(cpus: list[int]) -> None:
@@ -164,7 +186,12 @@ def _pin(cpus: list[int]) -> None:
 
 
 def served_throughput(
-    protocol: str, address: str, seconds: float, concurrency: int, clients: list[list[int]]
+    protocol: str,
+    address: str,
+    seconds: float,
+    concurrency: int,
+    clients: list[list[int]],
+    connections: int = 1,
 ) -> float:
     """Inferences per second over ``concurrency`` requests in flight, spread over one client
     process per entry of ``clients`` (each pinned to the CPUs listed, when any)."""
@@ -179,7 +206,7 @@ def served_throughput(
     ]
     try:
         futures = [
-            pool.submit(_client_process, protocol, address, start_at, seconds, n)
+            pool.submit(_client_process, protocol, address, start_at, seconds, n, connections)
             for pool, n in zip(pools, share, strict=True)
             if n
         ]
@@ -210,10 +237,12 @@ def server_nireq(base: str) -> int:
     raise RuntimeError("the server reports no infer request pool")
 
 
-def serving_args(workdir: Path, device: str, hint: str) -> list[str]:
+def serving_args(workdir: Path, device: str, hint: str, workers: int = 1) -> list[str]:
     """kubevino-serve flags for the bench model with the same device and hint as in-process."""
     plugin_config = json.dumps({"PERFORMANCE_HINT": hint})
     return [
+        "--workers",
+        str(workers),
         "--model_path",
         str(workdir / "bench"),
         "--model_name",
@@ -249,6 +278,12 @@ def main() -> int:
     parser.add_argument(
         "--sizes", default="small,resnet50", help="bundled model sizes to measure, in order"
     )
+    parser.add_argument(
+        "--workers",
+        default=None,
+        help="comma-separated kubevino-serve --workers counts for the throughput phases "
+        "(default: 1, and also a quarter of the server's CPUs on 8 or more CPUs)",
+    )
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     reserved = (
@@ -257,6 +292,11 @@ def main() -> int:
         else (len(cpus) // 4 if len(cpus) >= 8 else 0)
     )
     server_cpus, client_cpus = cpus[: len(cpus) - reserved], cpus[len(cpus) - reserved :]
+    args.workers = (
+        [int(count) for count in args.workers.split(",")]
+        if args.workers
+        else sorted({1, max(1, len(server_cpus) // 4)})
+    )
     processes = args.client_processes or max(1, reserved or len(cpus) // 4)
     clients = [client_cpus[i::processes] if client_cpus else [] for i in range(processes)]
     # The server and the in-process baseline inherit this: the same cores on both sides.
@@ -288,16 +328,26 @@ def server_means_ms(base: str) -> dict[str, float]:
 
 
 def measure(size: str, args: argparse.Namespace, clients: list[list[int]]) -> None:
+    throughput: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
         model = write_model(workdir / "bench", size=size)
         baseline_before = in_process_throughput(model, args.device, args.seconds)
-        with running_server(serving_args(workdir, args.device, "THROUGHPUT"), workdir) as server:
-            server.wait_ready()
-            nireq = server_nireq(server.rest)
-            concurrency = max(2, 2 * nireq)
-            over_grpc = served_throughput("grpc", server.grpc, args.seconds, concurrency, clients)
-            over_rest = served_throughput("rest", server.rest, args.seconds, concurrency, clients)
+        for workers in args.workers:
+            served = serving_args(workdir, args.device, "THROUGHPUT", workers)
+            with running_server(served, workdir) as server:
+                server.wait_ready()
+                nireq = server_nireq(server.rest)  # summed over the workers
+                concurrency = max(2, 2 * nireq)
+                # Several connections per client process when there are several workers: the
+                # kernel gives each connection to one worker.
+                connections = 1 if workers == 1 else 2 * workers
+                throughput[workers] = (
+                    served_throughput(
+                        "grpc", server.grpc, args.seconds, concurrency, clients, connections
+                    ),
+                    served_throughput("rest", server.rest, args.seconds, concurrency, clients),
+                )
         baseline_after = in_process_throughput(model, args.device, args.seconds)
 
         local = in_process_latencies(model, args.device, args.latency_requests)
@@ -308,19 +358,22 @@ def measure(size: str, args: argparse.Namespace, clients: list[list[int]]) -> No
 
     baseline = statistics.mean([baseline_before, baseline_after])
     spread = abs(baseline_before - baseline_after) / baseline
-    print(f"\nmodel {size}; nireq {nireq}; client concurrency {concurrency}")
+    print(f"\nmodel {size}")
     print(
-        f"in-process AsyncInferQueue      {baseline:8.1f} inf/s (before {baseline_before:.1f},"
+        f"in-process AsyncInferQueue        {baseline:8.1f} inf/s (before {baseline_before:.1f},"
         f" after {baseline_after:.1f}; drift {spread:.1%})"
     )
-    print(
-        f"server gRPC                     {over_grpc:8.1f} inf/s  ratio {over_grpc / baseline:.3f}"
-        "  (target >= 0.95)"
-    )
-    print(
-        f"server REST binary              {over_rest:8.1f} inf/s  ratio {over_rest / baseline:.3f}"
-        "  (target >= 0.90)"
-    )
+    for workers, (over_grpc, over_rest) in throughput.items():
+        label = f"{workers} worker{'s' if workers > 1 else ''}"
+        print(
+            f"server gRPC, {label:10s}          {over_grpc:8.1f} inf/s  ratio "
+            f"{over_grpc / baseline:.3f}  (target >= 0.95)"
+        )
+        print(
+            f"server REST binary, {label:10s}   {over_rest:8.1f} inf/s  ratio "
+            f"{over_rest / baseline:.3f}  (target >= 0.90)"
+        )
+    print("latency, one client, LATENCY hint, 1 worker:")
     for q in (50, 99):
         local_ms = percentile(local, q) * 1e3
         remote_ms = percentile(remote, q) * 1e3

@@ -13,21 +13,27 @@ from kubevino_runtime.errors import ServingError
 from kubevino_runtime.metrics import Metrics
 from kubevino_runtime.models import ModelRegistry
 from kubevino_runtime.tensors import kserve_datatype
+from kubevino_runtime.workers import WorkerGroup
 
 SERVER_NAME = "kubevino"
 EXTENSIONS = ("binary_tensor_data", "model_repository_ready")
 
 
 class DataPlane:
-    def __init__(self, registry: ModelRegistry, metrics: Metrics) -> None:
+    def __init__(
+        self, registry: ModelRegistry, metrics: Metrics, group: WorkerGroup | None = None
+    ) -> None:
         self.registry = registry
         self.metrics = metrics
+        self.group = group
 
     def live(self) -> bool:
         return True
 
     def ready(self) -> bool:
-        return self.registry.ready()
+        """This server's models are loaded (and, with --workers, every worker's are: a probe
+        reaches one worker, but clients reach them all)."""
+        return self.registry.ready() and (self.group is None or self.group.all_ready())
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}

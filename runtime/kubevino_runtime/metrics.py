@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from kubevino_runtime.workers import METRICS_DIR_ENV
+
+# With --workers, a gauge is the sum over the workers that are still running.
+_SUM_OF_LIVE_WORKERS: Final = "livesum"
 
 # Microsecond buckets from 0.1 ms to 100 s, as latency spreads over many orders of magnitude.
 _US_BUCKETS = (
@@ -71,30 +79,35 @@ class Metrics:
             "Requests being processed by the model server.",
             ["name", "version"],
             registry=self.registry,
+            multiprocess_mode=_SUM_OF_LIVE_WORKERS,
         )
         self.streams = Gauge(
             "ovms_streams",
             "Number of OpenVINO execution streams.",
             ["name", "version"],
             registry=self.registry,
+            multiprocess_mode=_SUM_OF_LIVE_WORKERS,
         )
         self.infer_req_queue_size = Gauge(
             "ovms_infer_req_queue_size",
             "Inference request pool size (nireq).",
             ["name", "version"],
             registry=self.registry,
+            multiprocess_mode=_SUM_OF_LIVE_WORKERS,
         )
         self.infer_req_active = Gauge(
             "ovms_infer_req_active",
             "Infer requests bound to user requests right now.",
             ["name", "version"],
             registry=self.registry,
+            multiprocess_mode=_SUM_OF_LIVE_WORKERS,
         )
         self.queue_depth = Gauge(
             "kubevino_request_queue_depth",
             "Requests waiting for an idle infer request (bounded; beyond it: 503/UNAVAILABLE).",
             ["name", "version"],
             registry=self.registry,
+            multiprocess_mode=_SUM_OF_LIVE_WORKERS,
         )
         self.device_access = Gauge(
             "kubevino_device_access",
@@ -102,10 +115,16 @@ class Metrics:
             "(Usable, DeviceMissing, GroupMissing, CgroupDenied, DriverMissing).",
             ["family", "path", "access"],
             registry=self.registry,
+            multiprocess_mode="max",
         )
 
     def exposition(self) -> bytes:
-        """Prometheus text format with Model Server's exact names."""
+        """Prometheus text format with Model Server's exact names; with --workers, the sum of
+        every worker's (their values live in the directory the supervisor shares)."""
+        if os.environ.get(METRICS_DIR_ENV):
+            shared = CollectorRegistry()
+            MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+            return generate_latest(_ModelServerNames(shared))
         return generate_latest(_ModelServerNames(self.registry))
 
 

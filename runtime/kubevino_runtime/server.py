@@ -39,9 +39,11 @@ from kubevino_runtime.repository import (
     read_config_file,
 )
 from kubevino_runtime.termination import write_termination_message
+from kubevino_runtime.workers import WorkerGroup, supervise
 
 log = logging.getLogger("kubevino.server")
 DIAGNOSTICS_PATH = "/kubevino/diagnostics"
+GROUP_REPORT_SECONDS = 0.5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         "or failed this long after start; default: wait for the files like Model Server",
     )
     parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="server processes sharing the ports (SO_REUSEPORT), each with its own copy of "
+        "every model; more than one lifts the single event loop's limit of about a thousand "
+        "requests a second (default 1)",
+    )
+    parser.add_argument(
         "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     # Accepted for Model Server compatibility; metrics are always on here.
@@ -110,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grpc_workers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rest_workers", type=int, help=argparse.SUPPRESS)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def configs_from_args(args: argparse.Namespace) -> list[ModelConfig]:
@@ -210,7 +227,8 @@ async def serve(
     registry = ModelRegistry(core, metrics, args.cache_dir, args.max_queue)
     registry.compile_target = lambda target: devices.judge(target).compile_as or target
     registry.set_configs(configs)
-    plane = DataPlane(registry, metrics)
+    group = WorkerGroup.from_environment()
+    plane = DataPlane(registry, metrics, group)
     server = Server(args, registry, plane, devices)
     server.config_mtime = server._config_mtime()
 
@@ -226,12 +244,14 @@ async def serve(
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=args.shutdown_grace_seconds)
     await runner.setup()
     if args.rest_port:
-        await web.TCPSite(runner, args.rest_bind_address, args.rest_port).start()
+        await web.TCPSite(
+            runner, args.rest_bind_address, args.rest_port, reuse_port=group is not None
+        ).start()
     grpc_server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", args.max_request_bytes),
             ("grpc.max_send_message_length", args.max_request_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(group is not None)),
         ]
     )
     kserve_grpc.add_to_server(plane, grpc_server)
@@ -257,6 +277,7 @@ async def serve(
         for reason in registry.not_ready_reasons():
             log.warning("not ready: %s", reason)
     poller = loop.create_task(server.poll())
+    reporter = loop.create_task(_report_to_group(group, plane)) if group is not None else None
     gave_up: list[str] = []
     watchdog = (
         loop.create_task(_give_up_after(args.model_wait_seconds, registry, stop, gave_up))
@@ -270,6 +291,9 @@ async def serve(
     log.info("shutting down: no new requests, finishing in-flight ones")
     registry.shutting_down = True
     poller.cancel()
+    if group is not None and reporter is not None:
+        reporter.cancel()
+        group.report_ready(False)
     grace = args.shutdown_grace_seconds
     await asyncio.gather(grpc_server.stop(grace), runner.cleanup())
     try:
@@ -278,6 +302,15 @@ async def serve(
         log.warning("requests still running after %.0f s; exiting anyway", grace)
     log.info("stopped")
     return 1 if gave_up else 0
+
+
+async def _report_to_group(group: WorkerGroup, plane: DataPlane) -> None:
+    """Tell the other workers whether this one serves, and keep this worker's gauges current
+    in the shared metrics (a scrape refreshes only the worker it lands on)."""
+    while True:
+        group.report_ready(plane.registry.ready())
+        plane.refresh_gauges()
+        await asyncio.sleep(GROUP_REPORT_SECONDS)
 
 
 async def _give_up_after(
@@ -297,9 +330,12 @@ async def _give_up_after(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    group = WorkerGroup.from_environment()
+    worker = f" [worker {group.index}]" if group is not None else ""
     logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format=f"%(asctime)s %(levelname)s %(name)s{worker}: %(message)s"
     )
     try:
         configs = configs_from_args(args)
@@ -320,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if not _devices_allow_start(devices, configs):
         return 1
+    if args.workers > 1 and group is None:
+        return supervise(argv, args.workers, args.shutdown_grace_seconds)
     return asyncio.run(serve(args, configs, core, devices))
 
 
