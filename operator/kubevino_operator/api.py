@@ -574,6 +574,15 @@ class ServingSpec(ApiModel):
     image: str | None = Field(
         default=None, description="Server image override (default from operator settings)."
     )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Server processes in each pod, sharing its ports (kubevino runtime only). "
+        "One process serves up to about a thousand requests a second; more lift that on many "
+        "cores, each holding its own copy of every model (memory and device memory grow with "
+        "it). Default 1.",
+    )
     runtime: RuntimeChoice = Field(
         default="Auto",
         description="Kubevino: the kubevino runtime (current OpenVINO). ModelServer: a stock "

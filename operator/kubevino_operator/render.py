@@ -266,6 +266,8 @@ def _server_args(
         args += ["--cache_dir", CACHE_DIR]
     if resolution.runtime == "Kubevino":
         args += ["--model_wait_seconds", str(MODEL_WAIT_SECONDS)]
+        if model.spec.serving.workers is not None:
+            args += ["--workers", str(model.spec.serving.workers)]
     return args
 
 

@@ -141,6 +141,12 @@ def _runtime(model: InferenceModel, profiles: list[AcceleratorProfile]) -> Runti
             "OpenVINO has no plugin for it): set serving.runtime to ModelServer or Auto",
         )
     if asked == "ModelServer" or needs_model_server:
+        if model.spec.serving.workers is not None:
+            raise _refuse(
+                "RuntimeUnsupported",
+                "serving.workers is a kubevino runtime setting, but this model runs on the "
+                "ModelServer runtime: remove serving.workers",
+            )
         return "ModelServer"
     return "Kubevino"
 

@@ -129,7 +129,7 @@ def _wait(
             running.remove(child)
             _forget_metrics_of(child.pid, metrics_dir)
             if not stopping:
-                failure = child.returncode or 1
+                failure = _exit_status(child.returncode)
                 log.error(
                     "worker %d ended with status %d while serving: stopping the others",
                     child.pid,
@@ -139,7 +139,7 @@ def _wait(
                 for other in running:
                     other.send_signal(signal.SIGTERM)
             elif child.returncode and failure is None:
-                failure = child.returncode
+                failure = _exit_status(child.returncode)
         if stopping and deadline is None:
             deadline = time.monotonic() + grace_seconds + 5
         if deadline is not None and time.monotonic() > deadline:
@@ -147,6 +147,13 @@ def _wait(
                 log.error("worker %d did not stop within the grace period: killing it", child.pid)
                 child.kill()
     return failure or 0
+
+
+def _exit_status(returncode: int) -> int:
+    """A shell's convention: a worker killed by signal N makes the group exit 128 + N."""
+    if returncode < 0:
+        return 128 - returncode
+    return returncode or 1
 
 
 def _forget_metrics_of(pid: int, metrics_dir: Path) -> None:

@@ -318,3 +318,14 @@ def test_the_kubevino_runtime_gives_up_on_a_missing_model_and_model_server_is_no
     assert args[args.index("--model_wait_seconds") + 1] == "30"
     stock = rendered(model(device={"targetDevice": "MYRIAD"}, serving={"runtime": "ModelServer"}))
     assert "--model_wait_seconds" not in server(stock)["args"]
+
+
+def test_server_workers_reach_the_kubevino_runtime_and_are_refused_for_model_server() -> None:
+    args = server(rendered(model(serving={"workers": 3})))["args"]
+    assert args[args.index("--workers") + 1] == "3"
+    assert "--workers" not in server(rendered(model()))["args"]
+    refused = refusal(
+        model(device={"targetDevice": "MYRIAD"}, serving={"runtime": "Auto", "workers": 2})
+    )
+    assert refused.reason == "RuntimeUnsupported"
+    assert "serving.workers" in refused.message
