@@ -88,10 +88,8 @@ def supervise(argv: Sequence[str], workers: int, grace_seconds: float) -> int:
     stopping: list[int] = []
 
     def forward(signum: int, _: FrameType | None) -> None:
+        # Only noted here: _wait passes it on, also to a worker started after it arrived.
         stopping.append(signum)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
 
     children: list[subprocess.Popen[bytes]] = []
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -124,6 +122,10 @@ def _wait(
     running = list(children)
     deadline: float | None = None
     while running:
+        if stopping and deadline is None:
+            for child in running:
+                child.send_signal(stopping[0])
+            deadline = time.monotonic() + grace_seconds + 5
         time.sleep(_POLL_SECONDS)
         for child in [c for c in running if c.poll() is not None]:
             running.remove(child)
@@ -136,12 +138,8 @@ def _wait(
                     child.returncode,
                 )
                 stopping.append(signal.SIGTERM)
-                for other in running:
-                    other.send_signal(signal.SIGTERM)
             elif child.returncode and failure is None:
                 failure = _exit_status(child.returncode)
-        if stopping and deadline is None:
-            deadline = time.monotonic() + grace_seconds + 5
         if deadline is not None and time.monotonic() > deadline:
             for child in running:
                 log.error("worker %d did not stop within the grace period: killing it", child.pid)
