@@ -125,6 +125,7 @@ class LoadedVersion:
         self.outputs = [_tensor_info(port) for port in compiled.outputs]
         self.input_by_name = {info.name: info for info in self.inputs}
         self._input_index = {info.name: index for index, info in enumerate(self.inputs)}
+        self._host_inputs = True  # the infer requests' own input tensors are host memory
         self.nireq = nireq
         self.max_queue = max_queue
         self.execution_devices = _property(compiled, "EXECUTION_DEVICES", [])
@@ -250,11 +251,15 @@ class LoadedVersion:
         """
         for name, array in inputs.items():
             index = self._input_index[name]
-            if self.input_by_name[name].is_static:
-                np.copyto(request.get_input_tensor(index).data, array, casting="no")
-            else:
-                # A dynamic input takes whatever shape this request has: a tensor of its own.
-                request.set_input_tensor(index, ov.Tensor(np.ascontiguousarray(array)))
+            if self.input_by_name[name].is_static and self._host_inputs:
+                try:
+                    np.copyto(request.get_input_tensor(index).data, array, casting="no")
+                    continue
+                except RuntimeError:
+                    # A plugin whose request tensors live in device memory: hand it tensors.
+                    self._host_inputs = False
+            # Dynamic inputs (any shape this request has) and device-memory tensors: a new one.
+            request.set_input_tensor(index, ov.Tensor(np.ascontiguousarray(array)))
 
     async def drained(self) -> None:
         await self._drained.wait()
