@@ -35,11 +35,11 @@ def _metric(server: RunningServer, prefix: str) -> float:
 
 
 def _alive(pid: int) -> bool:
+    """Running, not merely a zombie its supervisor has yet to reap."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
         return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
 
 
 def _args(model_dir: Path) -> list[str]:
