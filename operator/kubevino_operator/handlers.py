@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -450,6 +452,66 @@ async def _recheck_forever() -> None:
             await recheck()
         except Exception as error:  # an API server away for a moment must not end the loop
             logging.getLogger(__name__).warning("recheck failed: %s", error)
+
+
+# What kopf watches here, by group version. Scanning is off, so kopf resolves them once, right
+# after the start-up handlers: a resource the API server's discovery lacks at that moment (it is
+# starting or restarting, and serves groups as they come up) would never be watched at all.
+WATCHED_RESOURCES = {
+    "v1": {"pods"},
+    "apps/v1": {"deployments"},
+    f"{api.GROUP}/{api.VERSION}": {api.PLURAL},
+}
+WAIT_REPORT_SECONDS = 30.0
+
+
+async def unserved_resources(kube: Kube) -> list[str]:
+    """The watched resources discovery does not list yet (all of them while unreachable)."""
+    missing: list[str] = []
+    for group_version, names in WATCHED_RESOURCES.items():
+        try:
+            served = await kube.served_resources(group_version)
+        except Exception:  # unreachable: nothing is served
+            served = set()
+        missing += [f"{name}.{group_version}" for name in sorted(names - served)]
+    return missing
+
+
+@kopf.on.startup()
+async def wait_for_watched_resources(**_: Any) -> None:
+    """Hold kopf's watches until discovery serves every resource they need."""
+    # While the API server is away, urllib3 would log each of its retries several times a
+    # second; the warning below says what is awaited, every WAIT_REPORT_SECONDS.
+    with _quiet("urllib3.connectionpool"):
+        await _wait_until_served()
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    quieted = logging.getLogger(logger_name)
+    level = quieted.level
+    quieted.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        quieted.setLevel(level)
+
+
+async def _wait_until_served() -> None:
+    reported_at: float | None = None
+    while missing := await unserved_resources(Context.client()):
+        now = time.monotonic()
+        if reported_at is None or now - reported_at >= WAIT_REPORT_SECONDS:
+            hint = (
+                " (is the CRD installed? kubectl apply --server-side -f crds/)"
+                if any(api.PLURAL in name for name in missing)
+                else ""
+            )
+            logging.getLogger(__name__).warning(
+                "waiting for the API server to serve %s%s", ", ".join(missing), hint
+            )
+            reported_at = now
+        await asyncio.sleep(1)
 
 
 @kopf.on.startup()

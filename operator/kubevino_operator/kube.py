@@ -122,6 +122,18 @@ class Kube:
         call = functools.partial(self._call, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
+    async def served_resources(self, group_version: str) -> set[str]:
+        """The resources the API server's discovery lists for ``group_version`` ("v1",
+        "apps/v1", ...); empty while it does not serve that group version."""
+        path = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        try:
+            result = await self.call("GET", path)
+        except KubeError as error:
+            if error.status in (404, 503):
+                return set()
+            raise
+        return {resource["name"] for resource in (result or {}).get("resources", [])}
+
     async def apply(self, obj: dict[str, Any], force: bool = True) -> dict[str, Any]:
         """Server-side apply as the operator's one field manager."""
         meta = obj["metadata"]
