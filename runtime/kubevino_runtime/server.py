@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_integer,
         default=1,
         help="server processes sharing the ports (SO_REUSEPORT), each with its own copy of "
         "every model; more than one lifts the single event loop's limit of about a thousand "
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
+def positive_integer(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
