@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
@@ -33,7 +32,7 @@ from kubevino_operator.cli import describe_validation_error
 from kubevino_operator.coalesce import Coalescer
 from kubevino_operator.discovery import DISCOVERED_LABEL, Inventory
 from kubevino_operator.drift import already_applied
-from kubevino_operator.kube import Kube, KubeError, load_api_client
+from kubevino_operator.kube import Kube, KubeError, load_api_client, timestamp
 from kubevino_operator.modelsource import is_fetched
 from kubevino_operator.podhealth import (
     diagnose,
@@ -50,7 +49,9 @@ from kubevino_operator.render import (
 )
 from kubevino_operator.settings import Settings, load_settings
 from kubevino_operator.status import READY, build_status
-from kubevino_operator.watched import MANAGED, OwnerCopies, Watched
+from kubevino_operator.watched import MANAGED, OwnerCopies, Watched, resource_version
+
+log = logging.getLogger(__name__)
 
 OPTIONAL_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
@@ -93,10 +94,6 @@ async def _inventory() -> Inventory | None:
         Context.inventory = (now, Inventory.from_nodes(nodes))
         return Context.inventory[1]
     return cached[1]
-
-
-def _now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @kopf.on.startup()
@@ -232,7 +229,7 @@ async def _announce(owner: dict[str, Any], before: dict[str, Any], after: dict[s
     try:
         await Context.client().post_event(owner, "Warning", new["reason"], new.get("message", ""))
     except KubeError as error:  # an Event is a courtesy: the condition already says it
-        logging.getLogger(__name__).warning("event %s not posted: %s", new["reason"], error)
+        log.warning("event %s not posted: %s", new["reason"], error)
 
 
 @dataclass(frozen=True)
@@ -255,15 +252,11 @@ def _merged_hints(older: RefreshHints, newer: RefreshHints) -> RefreshHints:
     if older.deployment is None or newer.deployment is None:
         kept = newer if newer.deployment is not None else older
         return RefreshHints(applied, kept.deployment, kept.deployment_from_watch)
-    if older.deployment_from_watch == newer.deployment_from_watch or _version(
+    if older.deployment_from_watch == newer.deployment_from_watch or resource_version(
         older.deployment
-    ) == _version(newer.deployment):
+    ) == resource_version(newer.deployment):
         return RefreshHints(applied, newer.deployment, newer.deployment_from_watch)
     return RefreshHints(applied, None)
-
-
-def _version(obj: dict[str, Any]) -> str:
-    return str(obj["metadata"].get("resourceVersion", ""))
 
 
 async def refresh_status(
@@ -324,7 +317,7 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
     status = build_status(
         generation=owner["metadata"].get("generation"),
         previous=previous,
-        now=_now(),
+        now=timestamp(),
         rendered=rendered,
         deployment=deployment,
         template_generation_current=isinstance(rendered, Rendered)
@@ -442,7 +435,7 @@ async def recheck() -> None:
     )
     for key, outcome in zip(models, outcomes, strict=True):
         if isinstance(outcome, Exception):
-            logging.getLogger(__name__).warning("recheck of %s/%s failed: %s", *key, outcome)
+            log.warning("recheck of %s/%s failed: %s", *key, outcome)
 
 
 async def _recheck_forever() -> None:
@@ -451,7 +444,7 @@ async def _recheck_forever() -> None:
         try:
             await recheck()
         except Exception as error:  # an API server away for a moment must not end the loop
-            logging.getLogger(__name__).warning("recheck failed: %s", error)
+            log.warning("recheck failed: %s", error)
 
 
 # What kopf watches here, by group version. Scanning is off, so kopf resolves them once, right
@@ -507,9 +500,7 @@ async def _wait_until_served() -> None:
                 if any(api.PLURAL in name for name in missing)
                 else ""
             )
-            logging.getLogger(__name__).warning(
-                "waiting for the API server to serve %s%s", ", ".join(missing), hint
-            )
+            log.warning("waiting for the API server to serve %s%s", ", ".join(missing), hint)
             reported_at = now
         await asyncio.sleep(1)
 

@@ -42,6 +42,11 @@ CONCURRENT_REQUESTS = 32
 EVENT_MESSAGE_LIMIT = 1024
 
 
+def timestamp() -> str:
+    """Now, in the API's time format (whole seconds, UTC)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class KubeError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
@@ -202,7 +207,7 @@ class Kube:
     ) -> None:
         """A core/v1 Event about ``owner``, as ``kubectl describe`` shows them."""
         meta = owner["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = timestamp()
         event = {
             "apiVersion": "v1",
             "kind": "Event",

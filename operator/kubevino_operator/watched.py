@@ -29,6 +29,10 @@ class ModelSeen:
     resource_version: str
 
 
+def resource_version(obj: kopf.Body | dict[str, Any]) -> str:
+    return str(obj["metadata"].get("resourceVersion", ""))
+
+
 def ready_status(body: kopf.Body | dict[str, Any]) -> str:
     conditions = (body.get("status") or {}).get("conditions") or []
     return str(next((c.get("status", "") for c in conditions if c.get("type") == READY), ""))
@@ -36,7 +40,7 @@ def ready_status(body: kopf.Body | dict[str, Any]) -> str:
 
 def model_entry(body: kopf.Body | dict[str, Any]) -> dict[ModelKey, ModelSeen]:
     meta = body["metadata"]
-    seen = ModelSeen(ready_status(body), str(meta.get("resourceVersion", "")))
+    seen = ModelSeen(ready_status(body), resource_version(body))
     return {(meta["namespace"], meta["name"]): seen}
 
 
@@ -116,15 +120,15 @@ class OwnerCopies:
         previous = self._copies.get(key)
         if previous is not None:
             older = self._older.setdefault(key, deque(maxlen=self.KEEP))
-            older.append(str(previous["metadata"].get("resourceVersion", "")))
+            older.append(resource_version(previous))
         self._copies[key] = owner
 
     def offer(self, key: ModelKey, owner: dict[str, Any]) -> None:
         """Keep ``owner`` unless it is the kept copy or a version known to be older than it
         (kopf may hand over a model as it was before the operator's own last write)."""
-        version = str(owner["metadata"].get("resourceVersion", ""))
+        version = resource_version(owner)
         copy = self._copies.get(key)
-        known = () if copy is None else (copy["metadata"].get("resourceVersion"),)
+        known = () if copy is None else (resource_version(copy),)
         if version in known or version in self._older.get(key, ()):
             return
         self.remember(key, owner)
@@ -133,7 +137,7 @@ class OwnerCopies:
         copy = self._copies.get(key)
         if copy is None or seen is None:
             return None
-        if seen.resource_version == copy["metadata"].get("resourceVersion"):
+        if seen.resource_version == resource_version(copy):
             return copy
         return copy if seen.resource_version in self._older.get(key, ()) else None
 
