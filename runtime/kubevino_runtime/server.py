@@ -219,7 +219,11 @@ class Server:
 
 
 async def serve(
-    args: argparse.Namespace, configs: list[ModelConfig], core: ov.Core, devices: DeviceReport
+    args: argparse.Namespace,
+    configs: list[ModelConfig],
+    core: ov.Core,
+    devices: DeviceReport,
+    group: WorkerGroup | None = None,
 ) -> int:
     metrics = Metrics()
     for probe in devices.probes:
@@ -227,7 +231,6 @@ async def serve(
     registry = ModelRegistry(core, metrics, args.cache_dir, args.max_queue)
     registry.compile_target = lambda target: devices.judge(target).compile_as or target
     registry.set_configs(configs)
-    group = WorkerGroup.from_environment()
     plane = DataPlane(registry, metrics, group)
     server = Server(args, registry, plane, devices)
     server.config_mtime = server._config_mtime()
@@ -291,9 +294,8 @@ async def serve(
     log.info("shutting down: no new requests, finishing in-flight ones")
     registry.shutting_down = True
     poller.cancel()
-    if group is not None and reporter is not None:
+    if reporter is not None:
         reporter.cancel()
-        group.report_ready(False)
     grace = args.shutdown_grace_seconds
     await asyncio.gather(grpc_server.stop(grace), runner.cleanup())
     try:
@@ -307,10 +309,13 @@ async def serve(
 async def _report_to_group(group: WorkerGroup, plane: DataPlane) -> None:
     """Tell the other workers whether this one serves, and keep this worker's gauges current
     in the shared metrics (a scrape refreshes only the worker it lands on)."""
-    while True:
-        group.report_ready(plane.registry.ready())
-        plane.refresh_gauges()
-        await asyncio.sleep(GROUP_REPORT_SECONDS)
+    try:
+        while True:
+            group.report_ready(plane.registry.ready())
+            plane.refresh_gauges()
+            await asyncio.sleep(GROUP_REPORT_SECONDS)
+    finally:  # cancelled at shutdown: no longer ready
+        group.report_ready(False)
 
 
 async def _give_up_after(
@@ -358,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.workers > 1 and group is None:
         return supervise(argv, args.workers, args.shutdown_grace_seconds)
-    return asyncio.run(serve(args, configs, core, devices))
+    return asyncio.run(serve(args, configs, core, devices, group))
 
 
 def _devices_allow_start(devices: DeviceReport, configs: list[ModelConfig]) -> bool:
