@@ -24,20 +24,12 @@ log() { echo "build-images: $*" >&2; }
 
 [ "$(id -u)" = 0 ] || { log "needs root (rootful podman)"; exit 1; }
 
-missing=()
-command -v podman >/dev/null || missing+=(podman)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-command -v runc >/dev/null || missing+=(runc)
-# The image tests publish ports through slirp4netns (no host bridge, no host firewall rules).
-command -v slirp4netns >/dev/null || missing+=(slirp4netns)
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]} from Debian"
-  apt=(apt-get -q -o DPkg::Lock::Timeout=300)
-  install=("${apt[@]}" install -y --no-install-recommends "${missing[@]}" uidmap fuse-overlayfs)
-  # A stale package index is refreshed once.
-  DEBIAN_FRONTEND=noninteractive "${install[@]}" >&2 \
-    || { "${apt[@]}" update >&2 && DEBIAN_FRONTEND=noninteractive "${install[@]}" >&2; }
-fi
+# podman, runc, slirp4netns (the image tests publish ports through it), debootstrap: the one
+# script that installs the project's Debian packages.
+"$here/system-packages.sh"
+for tool in podman runc slirp4netns debootstrap; do
+  command -v "$tool" >/dev/null || { log "$tool is missing (scripts/system-packages.sh did not install it)"; exit 1; }
+done
 
 # Our own containers.conf instead of editing the machine's: crun refuses this host's hybrid
 # cgroups (runc works), and the default nofile ulimit cannot be raised without

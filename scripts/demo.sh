@@ -3,5 +3,6 @@
 # model, ask it with real clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/system-packages.sh
 scripts/dev-env.sh
 exec .venv/bin/python scripts/demo.py

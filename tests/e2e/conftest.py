@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import helm
-from tests.harness.controlplane import ControlPlane, control_plane
+from tests.harness.controlplane import ControlPlane, control_plane, kube_binaries
 from tests.harness.images import built_images_saved
 from tests.harness.netns import NetworkNamespace, network_namespace
-from tests.harness.node import Node
+from tests.harness.node import Node, ensure_node_packages, pause_archive
 
 MODELS = "models"
 
@@ -33,6 +33,11 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if os.geteuid() != 0:
         pytest.skip("the node tier runs a kubelet, containerd and network namespaces: run as root")
     directory = tmp_path_factory.mktemp("e2e")
+    # Everything that needs the package mirror or the Go module proxy happens here, before the
+    # namespace: inside it there is no route out.
+    ensure_node_packages()
+    kube_binaries()
+    pause_archive()
     images, archives = built_images_saved(("operator", "runtime"))
     with (
         network_namespace() as namespace,

@@ -52,29 +52,18 @@ def cache_directory() -> Path:
 
 
 def ensure_node_packages() -> None:
+    """The node's Debian packages are installed by scripts/system-packages.sh before any test
+    runs (a test inside its network namespace cannot reach the package mirror); here they are
+    only checked, so a missing one fails with what to run instead of a resolver error."""
     missing = [
         binary
-        for binary in ("containerd", "runc", f"{CNI_BIN}/bridge", "iptables")
+        for binary in ("containerd", "runc", f"{CNI_BIN}/bridge", "iptables", "ctr")
         if not (Path(binary).exists() or _which(binary))
     ]
     if missing:
-        apt_install(NODE_DEBIAN_PACKAGES)
-
-
-def apt_install(packages: tuple[str, ...]) -> None:
-    """Install Debian packages; a stale package index is refreshed once, another apt run's
-    lock waited for, and a failure says what apt said."""
-    apt = ["apt-get", "-q", "-o", "DPkg::Lock::Timeout=300"]
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [*apt, "install", "-y", "--no-install-recommends", *packages]
-    done = subprocess.run(install, capture_output=True, text=True, env=environment)
-    if done.returncode != 0:
-        subprocess.run([*apt, "update"], capture_output=True, env=environment)
-        done = subprocess.run(install, capture_output=True, text=True, env=environment)
-    if done.returncode != 0:
         raise RuntimeError(
-            f"apt-get install {' '.join(packages)} failed ({done.returncode}):\n"
-            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            f"the node tier needs {', '.join(missing)}: run scripts/system-packages.sh as root "
+            f"(scripts/test.sh does) to install {' '.join(NODE_DEBIAN_PACKAGES)}"
         )
 
 
