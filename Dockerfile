@@ -15,21 +15,24 @@ RUN apt-get update \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
-COPY operator/kubevino_operator operator/kubevino_operator
-COPY runtime/kubevino_runtime runtime/kubevino_runtime
 COPY scripts/slim-venv.sh /usr/local/bin/
+# Each venv is built from its own side's sources plus kubevino_common: the operator image
+# carries no runtime code and the runtime images no operator code.
+COPY runtime/kubevino_common runtime/kubevino_common
 # Build machines behind a TLS-inspecting proxy pass their CA bundle's path (mounted into the
 # build) as the build argument PIP_CERT. It is declared in each stage that runs pip because
 # build arguments are scoped to a stage; elsewhere pip uses its own bundle.
 
 FROM python-build AS operator-venv
 ARG PIP_CERT
+COPY operator/kubevino_operator operator/kubevino_operator
 RUN python3 -m venv /opt/kubevino \
  && /opt/kubevino/bin/pip install --no-cache-dir --no-compile -c constraints.txt ".[operator]" \
  && slim-venv.sh /opt/kubevino
 
 FROM python-build AS runtime-venv
 ARG PIP_CERT
+COPY runtime/kubevino_runtime runtime/kubevino_runtime
 RUN python3 -m venv /opt/kubevino \
  && /opt/kubevino/bin/pip install --no-cache-dir --no-compile -c constraints.txt ".[runtime]" \
  && slim-venv.sh /opt/kubevino

@@ -16,7 +16,7 @@ repo=$(cd "$here/.." && pwd)
 cache=${KUBEVINO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubevino}
 base=docker.io/library/debian:bookworm-slim
 registry=${KUBEVINO_IMAGE_REPOSITORY:-ghcr.io/kubevino}
-version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$repo/operator/kubevino_operator/__init__.py")
+version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$repo/runtime/kubevino_common/__init__.py")
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(operator runtime runtime-gpu)
 

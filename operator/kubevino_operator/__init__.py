@@ -1,3 +1,5 @@
 """kubevino: serve OpenVINO models on Kubernetes with the right device access."""
 
-__version__ = "0.1.0"
+from kubevino_common import __version__
+
+__all__ = ["__version__"]

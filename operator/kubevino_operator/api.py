@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
+from kubevino_common.devices import MISUSE_PATTERN, SYNTAX_PATTERN, parse_target
 from kubevino_operator.celrules import ApiModel, Rule, has_key
-from kubevino_operator.devices import MISUSE_PATTERN, SYNTAX_PATTERN, parse_target
 
 GROUP = "kubevino.io"
 VERSION = "v1alpha1"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from kubevino_common.devices import Target, parse_target
 from kubevino_operator.api import AcceleratorName, AccessMode, InferenceModel
-from kubevino_operator.devices import Target, parse_target
 from kubevino_operator.discovery import DISCOVERABLE, Inventory
 from kubevino_operator.profiles import (
     DEFAULT_PROFILE_FOR_FAMILY,

@@ -32,7 +32,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from kubevino_operator.devices import Target, parse_target
+from kubevino_common.devices import Target, parse_target
 
 DEVICE_PATHS_ENV = "KUBEVINO_DEVICE_PATHS"
 # Families that need no device node.

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import openvino as ov
 
-from kubevino_operator.devices import TargetDeviceError, parse_target
+from kubevino_common.devices import TargetDeviceError, parse_target
 from kubevino_runtime.errors import ErrorKind, ServingError, invalid
 from kubevino_runtime.repository import ModelConfig
 from kubevino_runtime.tensors import NUMPY_TO_KSERVE

@@ -160,6 +160,53 @@ def test_final_images_carry_no_installer_and_no_compiler(
     assert found.strip() == ""
 
 
+_PACKAGES_AND_SCRIPTS = """
+import importlib.util, shutil, sys
+import {package}
+print(sorted({m.split(".")[0] for m in sys.modules if m.startswith("kubevino")}))
+print(sorted(p for p in ("kubevino_common", "kubevino_operator", "kubevino_runtime")
+             if importlib.util.find_spec(p)))
+print(sorted(s for s in ("kubevino", "kubevino-serve", "kubevino-fetch") if shutil.which(s)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("target", "package", "installed", "scripts"),
+    [
+        ("operator", "kubevino_operator", ["kubevino_common", "kubevino_operator"], ["kubevino"]),
+        (
+            "runtime",
+            "kubevino_runtime",
+            ["kubevino_common", "kubevino_runtime"],
+            ["kubevino-fetch", "kubevino-serve"],
+        ),
+        (
+            "runtime-gpu",
+            "kubevino_runtime",
+            ["kubevino_common", "kubevino_runtime"],
+            ["kubevino-fetch", "kubevino-serve"],
+        ),
+    ],
+)
+def test_each_image_carries_its_own_side_and_the_shared_grammar_only(
+    images: dict[str, str], target: str, package: str, installed: list[str], scripts: list[str]
+) -> None:
+    found = podman(
+        "run",
+        "--rm",
+        *ISOLATED,
+        "--entrypoint",
+        "python3",
+        images[target],
+        "-c",
+        _PACKAGES_AND_SCRIPTS.format(package=package),
+    ).stdout.splitlines()
+    loaded, present, commands = (json.loads(line.replace("'", '"')) for line in found)
+    assert loaded == sorted({package, "kubevino_common"})
+    assert present == installed
+    assert commands == scripts
+
+
 def test_the_operator_image_renders_exactly_what_the_local_cli_renders(
     images: dict[str, str],
 ) -> None:

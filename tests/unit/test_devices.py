@@ -12,7 +12,7 @@ from celpy.adapter import json_to_cel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubevino_operator.devices import (
+from kubevino_common.devices import (
     MISUSE_PATTERN,
     SYNTAX_PATTERN,
     Device,
