@@ -19,6 +19,11 @@ while OpenVINO lists no such device mean the user-space driver or plugin is miss
 A node the pod was given but cannot open is a deployment mistake the operator can name, so it
 always stops the server, whatever the target. A device OpenVINO does not list stops a target
 that needs it; AUTO with a candidate list falls back to the candidates it can use, and says so.
+
+Without ``KUBEVINO_DEVICE_PATHS`` (a container started by hand, ``docker run --device …`` as
+Model Server's own recipes do) the server looks where the kernel puts each family's nodes
+(``/dev/dri`` for GPU, ``/dev/dxg`` under WSL2, ``/dev/accel`` for NPU), for the families its
+targets need, and reports the same classes; the fixes it suggests are then container flags.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ from kubevino_common.devices import Target, parse_target
 DEVICE_PATHS_ENV = "KUBEVINO_DEVICE_PATHS"
 # Families that need no device node.
 NODELESS_FAMILIES = frozenset({"CPU"})
+# Where each family's nodes are when nobody declares them: the kernel's names (DRM render and
+# card nodes, the accel subsystem's NPU nodes).
+STANDARD_DEVICE_PATHS: dict[str, str] = {"GPU": "/dev/dri", "NPU": "/dev/accel"}
+# WSL2 has no DRM nodes: its GPU is the paravirtual /dev/dxg (with /usr/lib/wsl's libraries).
+WSL_GPU_PATH = "/dev/dxg"
 
 
 class Access(StrEnum):
@@ -238,15 +248,21 @@ def _finding(
     probes: Sequence[NodeProbe],
     available: Sequence[str],
     identity: Identity,
+    *,
+    nodes_given: bool,
 ) -> FamilyFinding:
     access = family_access(probes)
+    seen = ", ".join(available) or "no device"
     if access is not None and access is not Access.USABLE:
         failing = [probe for probe in probes if probe.access is access]
         causes = "; ".join(probe.describe(identity) for probe in failing[:3])
-        return FamilyFinding(family, access, causes, node_failure=True)
+        if not _listed_by_openvino(family, available):
+            causes += f"; OpenVINO sees no {family} (it sees {seen})"
+        # Nodes found at the standard paths were not handed over by anyone: failing to open
+        # them stops a target that needs the family, but AUTO may still fall back.
+        return FamilyFinding(family, access, causes, node_failure=nodes_given)
     if family in NODELESS_FAMILIES or _listed_by_openvino(family, available):
         return FamilyFinding(family, Access.USABLE, "", node_failure=False)
-    seen = ", ".join(available) or "no device"
     if access is Access.USABLE:
         opened = ", ".join(probe.path for probe in probes if probe.access is Access.USABLE)
         return FamilyFinding(
@@ -257,15 +273,18 @@ def _finding(
             f"support this device",
             node_failure=False,
         )
+    given = "the pod was given" if nodes_given else "the container has"
     return FamilyFinding(
         family,
         Access.DEVICE_MISSING,
-        f"OpenVINO sees no {family} (it sees {seen}) and the pod was given no {family} device node",
+        f"OpenVINO sees no {family} (it sees {seen}) and {given} no {family} device node",
         node_failure=False,
     )
 
 
-def _fix_hint(access: Access) -> str:
+def _fix_hint(access: Access, family: str, *, nodes_given: bool) -> str:
+    if not nodes_given:
+        return _container_fix_hint(access, family)
     return {
         Access.GROUP_MISSING: "add the owning GID to the pod's supplementalGroups (operator "
         "setting renderGroupId, or the node agent's discovered GIDs)",
@@ -280,31 +299,65 @@ def _fix_hint(access: Access) -> str:
     }[access]
 
 
-def assess(
-    target_device: str,
-    probes: Sequence[NodeProbe],
-    available: Sequence[str],
-    identity: Identity,
-) -> TargetVerdict:
-    target: Target = parse_target(target_device)
-    by_family: dict[str, list[NodeProbe]] = {}
-    for probe in probes:
-        by_family.setdefault(probe.family, []).append(probe)
+def _container_fix_hint(access: Access, family: str) -> str:
+    """The same fixes for a container started by hand (docker or podman flags)."""
+    path = STANDARD_DEVICE_PATHS.get(family, "/dev/<device>")
+    return {
+        Access.GROUP_MISSING: "run the server in the device node's group (docker/podman "
+        "--group-add <that GID>; in Kubernetes, the pod's supplementalGroups)",
+        Access.CGROUP_DENIED: f"pass the device into the container (docker/podman --device "
+        f"{path}), which also grants it in the container's device cgroup",
+        Access.DEVICE_MISSING: f"pass the device into the container (docker/podman --device "
+        f"{path}; under WSL2 --device {WSL_GPU_PATH} with /usr/lib/wsl mounted) on a host "
+        f"that has it",
+        Access.DRIVER_MISSING: "load the device's kernel driver on the host and use an image "
+        "with its user-space driver (the runtime-gpu image for GPU and NPU)",
+        Access.USABLE: "",
+    }[access]
+
+
+def _wanted_families(target: Target, available: Sequence[str]) -> tuple[str, ...]:
     if target.is_open_auto:
         # AUTO names no candidate: whatever OpenVINO lists, minus the exclusions.
-        wanted = tuple(
+        return tuple(
             dict.fromkeys(
                 name.split(".")[0]
                 for name in available
                 if name.split(".")[0] not in target.exclusions
             )
         )
+    return target.families()
+
+
+def assess(
+    target_device: str,
+    probes: Sequence[NodeProbe],
+    available: Sequence[str],
+    identity: Identity,
+    *,
+    nodes_given: bool = True,
+) -> TargetVerdict:
+    """``nodes_given``: the probes are of nodes the operator handed the pod (rather than what
+    was found at the standard paths of a container started by hand)."""
+    target: Target = parse_target(target_device)
+    by_family: dict[str, list[NodeProbe]] = {}
+    for probe in probes:
+        by_family.setdefault(probe.family, []).append(probe)
+    wanted = _wanted_families(target, available)
+    if nodes_given:
+        # Nodes the pod was given are checked even when the target could do without them.
+        checked = tuple(dict.fromkeys([*wanted, *by_family]))
     else:
-        wanted = target.families()
-    # Nodes the pod was given are checked even when the target could do without them.
-    checked = tuple(dict.fromkeys([*wanted, *by_family]))
+        # Nodes found by looking are the target's business only where it could use them.
+        could_use = [
+            family
+            for family in by_family
+            if (family not in target.exclusions if target.is_open_auto else family in wanted)
+        ]
+        checked = tuple(dict.fromkeys([*wanted, *could_use]))
     findings = tuple(
-        _finding(family, by_family.get(family, []), available, identity) for family in checked
+        _finding(family, by_family.get(family, []), available, identity, nodes_given=nodes_given)
+        for family in checked
     )
     usable = tuple(f.family for f in findings if f.access is Access.USABLE and f.family in wanted)
     failures = [f for f in findings if f.access is not Access.USABLE]
@@ -330,45 +383,99 @@ def assess(
             f"target_device {target_device} runs on {', '.join(usable)} only: {causes} AUTO "
             f"allows falling back, so the server starts and compiles for {compile_as}; to use "
             f"the rest, "
-            f"{_fix_hint(failures[0].access)}."
+            f"{_fix_hint(failures[0].access, failures[0].family, nodes_given=nodes_given)}."
         )
     else:
         not_falling = (
             " AUTO's fallback does not cover a device node the pod was given but cannot open."
+            if fallback and blocking
+            else " AUTO found none of its candidates usable."
             if fallback
             else f" The server does not fall back to another device: {target_device} does not "
             f"allow it."
         )
+        failing_family = explaining[0].family if explaining else ""
+        hint = _fix_hint(reason, failing_family, nodes_given=nodes_given)
         explanation = (
             f"target_device {target_device} cannot run in this container: {causes}"
-            f"{not_falling} To fix it, {_fix_hint(reason)}."
+            f"{not_falling} To fix it, {hint}."
         )
     return TargetVerdict(
         target_device, findings, usable, fallback, can_start, reason, explanation, compile_as
     )
 
 
+def standard_device_paths(families: Iterable[str], root: Path = Path("/")) -> dict[str, str]:
+    """Where the kernel puts each family's device nodes; ``root`` stands for ``/`` (tests)."""
+    paths: dict[str, str] = {}
+    for family in families:
+        standard = STANDARD_DEVICE_PATHS.get(family)
+        if standard is None:
+            continue
+        wsl = family == "GPU" and _under(root, WSL_GPU_PATH).exists()
+        if wsl and not _under(root, standard).exists():
+            standard = WSL_GPU_PATH
+        paths[family] = str(_under(root, standard))
+    return paths
+
+
+def _under(root: Path, path: str) -> Path:
+    return root / path.lstrip("/")
+
+
 @dataclass
 class DeviceReport:
-    """Everything the diagnostics endpoint, the metrics and the start-up log say."""
+    """Everything the diagnostics endpoint, the metrics and the start-up log say.
+
+    ``standard_root`` is set when nobody declared the device paths: each target's families are
+    then probed at their standard paths the first time a target needs them."""
 
     identity: Identity
     openvino_devices: tuple[str, ...]
     probes: list[NodeProbe]
     verdicts: dict[str, TargetVerdict] = field(default_factory=dict)
+    standard_root: Path | None = None
+
+    @property
+    def nodes_given(self) -> bool:
+        return self.standard_root is None
 
     def judge(self, target_device: str) -> TargetVerdict:
         if target_device not in self.verdicts:
+            if self.standard_root is not None:
+                self._probe_standard_paths(parse_target(target_device))
             self.verdicts[target_device] = assess(
-                target_device, self.probes, self.openvino_devices, self.identity
+                target_device,
+                self.probes,
+                self.openvino_devices,
+                self.identity,
+                nodes_given=self.nodes_given,
             )
         return self.verdicts[target_device]
+
+    def _probe_standard_paths(self, target: Target) -> None:
+        assert self.standard_root is not None
+        probed = {probe.family for probe in self.probes}
+        if target.is_open_auto:
+            # Any family AUTO could pick, where the host put nodes for it.
+            families = [f for f in STANDARD_DEVICE_PATHS if f not in target.exclusions]
+            paths = {
+                family: path
+                for family, path in standard_device_paths(families, self.standard_root).items()
+                if Path(path).exists()
+            }
+        else:
+            paths = standard_device_paths(target.families(), self.standard_root)
+        for family, path in paths.items():
+            if family not in probed:
+                self.probes.extend(probe_path(family, path))
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "uid": self.identity.uid,
             "groups": list(self.identity.groups),
             "openvinoDevices": list(self.openvino_devices),
+            "deviceNodesFrom": DEVICE_PATHS_ENV if self.nodes_given else "standard paths",
             "deviceNodes": [
                 {
                     "family": probe.family,
@@ -390,6 +497,16 @@ def termination_message(verdict: TargetVerdict) -> str:
     return f"DeviceAccess={reason.value}: {verdict.explanation}"
 
 
-def report_from_environment(available: Sequence[str]) -> DeviceReport:
-    paths = parse_device_paths(os.environ.get(DEVICE_PATHS_ENV, ""))
-    return DeviceReport(Identity.current(), tuple(available), probe_all(paths))
+def report_from_environment(
+    available: Sequence[str], targets: Iterable[str] = (), standard_root: Path = Path("/")
+) -> DeviceReport:
+    """The operator's declared paths when it set them (even empty: a pod that needs no device
+    node); otherwise the standard paths of the families ``targets`` need."""
+    declared = os.environ.get(DEVICE_PATHS_ENV)
+    if declared is not None:
+        paths = parse_device_paths(declared)
+        return DeviceReport(Identity.current(), tuple(available), probe_all(paths))
+    report = DeviceReport(Identity.current(), tuple(available), [], standard_root=standard_root)
+    for target in targets:
+        report.judge(target)
+    return report

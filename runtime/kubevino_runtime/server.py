@@ -353,7 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     core = ov.Core()
     try:
-        devices = report_from_environment(core.available_devices)
+        devices = report_from_environment(
+            core.available_devices, [config.target_device for config in configs]
+        )
     except ValueError as error:
         message = f"kubevino-serve cannot start: {error}"
         log.error("%s", message)
@@ -369,12 +371,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _devices_allow_start(devices: DeviceReport, configs: list[ModelConfig]) -> bool:
     """One log line per target; a target that cannot run as asked stops the server, its
     paragraph in the termination message (never a silent run on another device)."""
-    nodes = "; ".join(f"{p.path} {p.access.value}" for p in devices.probes) or "none given"
+    nodes = "; ".join(f"{p.path} {p.access.value}" for p in devices.probes) or (
+        "none given" if devices.nodes_given else "none needed"
+    )
+    found = "" if devices.nodes_given else " (standard paths)"
     log.info(
-        "devices: uid %d, groups %s; OpenVINO sees %s; device nodes: %s",
+        "devices: uid %d, groups %s; OpenVINO sees %s; device nodes%s: %s",
         devices.identity.uid,
         devices.identity.groups_text(),
         ", ".join(devices.openvino_devices) or "nothing",
+        found,
         nodes,
     )
     for target in dict.fromkeys(config.target_device for config in configs):

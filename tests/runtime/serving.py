@@ -16,6 +16,13 @@ import httpx
 
 from tests.harness.ports import free_ports
 
+
+def _with_dev(dev: Path) -> list[str]:
+    # unshare and sh both exec: the server keeps the pid Popen knows.
+    script = 'mount --rbind "$0" /dev && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(dev)]
+
+
 WITHOUT_CAPABILITIES = [
     "setpriv",
     "--inh-caps=-all",
@@ -81,9 +88,12 @@ def running_server(
     wait_live: bool = True,
     env: dict[str, str] | None = None,
     unprivileged: bool = False,
+    dev: Path | None = None,
 ) -> Iterator[RunningServer]:
     """``unprivileged``: without any capability (as root, so it still reads this venv), so
-    file modes bind it as they bind a pod's process."""
+    file modes bind it as they bind a pod's process. ``dev``: a directory the server sees as
+    its ``/dev`` (bind-mounted in a mount namespace of its own, gone with the process), the
+    way a container sees only the device nodes it was given."""
     rest_port, grpc_port = free_ports(2)
     log_path = tmp_path / f"server-{rest_port}.log"
     command = [
@@ -106,7 +116,11 @@ def running_server(
     environment.update(env or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*(WITHOUT_CAPABILITIES if unprivileged else []), *command],
+            [
+                *(_with_dev(dev) if dev is not None else []),
+                *(WITHOUT_CAPABILITIES if unprivileged else []),
+                *command,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,

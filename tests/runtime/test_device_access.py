@@ -11,6 +11,10 @@ it binds a pod's process; a capable root would open anything):
   nobody registered (ENODEV).
 
 CgroupDenied (EPERM) needs a device cgroup: the node tier produces it in a real pod.
+
+Standalone (no ``KUBEVINO_DEVICE_PATHS``, a container started by hand): the server runs in a
+mount namespace whose ``/dev`` holds only what the test put there, as a container's does, and
+finds the nodes at their standard paths.
 """
 
 from __future__ import annotations
@@ -80,22 +84,54 @@ def world() -> Iterator[World]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+# What any container's /dev has besides its devices (the kernel's fixed numbers).
+CONTAINER_BASICS = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
+                    "urandom": (1, 9)}  # fmt: skip
+
+
+def _container_dev(tmp_path: Path, nodes: dict[str, FakeNode] | None = None) -> Path:
+    """A /dev as a container started with ``--device`` sees it: the basics plus ``nodes`` at
+    their standard paths (e.g. ``dri/renderD128``). Under the test's tmp_path: removed with it."""
+    dev = tmp_path / "container-dev"
+    (dev / "shm").mkdir(parents=True)
+    (dev / "shm").chmod(0o1777)
+    for name, (major, minor) in CONTAINER_BASICS.items():
+        os.mknod(dev / name, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+        (dev / name).chmod(0o666)
+    for name, node in (nodes or {}).items():
+        path = dev / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mknod(path, stat.S_IFCHR | node.mode, os.makedev(node.major, node.minor))
+        os.chown(path, NODE_OWNER, node.gid)
+        path.chmod(node.mode)
+    return dev
+
+
 @contextmanager
 def _run(
-    world: World, target: str, device_paths: str, tmp_path: Path, *, expect_start: bool
+    world: World,
+    target: str,
+    device_paths: str | None,
+    tmp_path: Path,
+    *,
+    expect_start: bool,
+    dev: Path | None = None,
 ) -> Iterator[RunningServer]:
-    """The server as a pod runs it: no capability, the paths the operator would declare."""
+    """The server as a pod runs it: no capability, the paths the operator would declare
+    (``None``: none declared, as in a container started by hand)."""
     args = ["--model_path", str(world.model), "--model_name", "classifier"]
     args += ["--target_device", target]
-    env = {"KUBEVINO_DEVICE_PATHS": device_paths} if device_paths else {}
+    env = {"KUBEVINO_DEVICE_PATHS": device_paths} if device_paths is not None else {}
     with running_server(
-        args, tmp_path, wait_live=expect_start, env=env, unprivileged=True
+        args, tmp_path, wait_live=expect_start, env=env, unprivileged=True, dev=dev
     ) as server:
         yield server
 
 
-def _exits_with(world: World, target: str, device_paths: str, tmp_path: Path) -> str:
-    with _run(world, target, device_paths, tmp_path, expect_start=False) as server:
+def _exits_with(
+    world: World, target: str, device_paths: str | None, tmp_path: Path, dev: Path | None = None
+) -> str:
+    with _run(world, target, device_paths, tmp_path, expect_start=False, dev=dev) as server:
         assert server.process.wait(60) == 1, server.log()
         log = server.log()
     message = server.termination_log.read_text()
@@ -146,8 +182,9 @@ def test_auto_fallback_does_not_excuse_a_node_the_pod_was_given_but_cannot_open(
 def test_a_gpu_target_on_a_cpu_only_machine_exits_with_the_explanation_not_a_fallback(
     world: World, tmp_path: Path
 ) -> None:
-    message = _exits_with(world, "GPU", "", tmp_path)
+    message = _exits_with(world, "GPU", "GPU=/dev/dri", tmp_path, dev=_container_dev(tmp_path))
     assert message.startswith("DeviceAccess=DeviceMissing: target_device GPU cannot run"), message
+    assert "/dev/dri does not exist in the container" in message
     assert "OpenVINO sees no GPU (it sees CPU)" in message
     assert "does not fall back to another device" in message
 
@@ -212,5 +249,94 @@ def test_cpu_needs_no_device_and_says_so_in_one_line(world: World, tmp_path: Pat
         server.wait_ready()
         assert "device nodes: none given" in server.log()
         assert "target_device CPU can use CPU" in server.log()
+    with _run(world, "CPU", None, tmp_path, expect_start=True) as server:
+        server.wait_ready()
+        assert "device nodes (standard paths): none needed" in server.log()
+        assert "target_device CPU can use CPU" in server.log()
         report = httpx.get(f"{server.rest}/kubevino/diagnostics").json()
         assert report["devices"]["targets"][0]["canStart"] is True
+
+
+# --- standalone: no KUBEVINO_DEVICE_PATHS, a container started by hand ----------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "nodes", "reason", "said"),
+    [
+        pytest.param(
+            "GPU",
+            {"dri/renderD128": NODES["group"]},
+            "GroupMissing",
+            ["/dev/dri/renderD128 (group 110, mode 0660)", "uid 0 in groups 0", "EACCES",
+             "--group-add"],
+            id="gpu-render-node-outside-its-group",
+        ),
+        pytest.param(
+            "GPU",
+            {"dri/renderD128": NODES["enxio"]},
+            "DriverMissing",
+            ["/dev/dri/renderD128 is granted but no kernel driver answers", "ENXIO"],
+            id="gpu-render-node-without-driver",
+        ),
+        pytest.param(
+            "GPU",
+            {},
+            "DeviceMissing",
+            ["/dev/dri does not exist in the container", "--device /dev/dri"],
+            id="gpu-not-passed-in",
+        ),
+        pytest.param(
+            "GPU",
+            {"dxg": NODES["enodev"]},
+            "DriverMissing",
+            ["/dev/dxg is granted but no kernel driver answers", "ENODEV"],
+            id="wsl2-dxg-without-driver",
+        ),
+        pytest.param(
+            "NPU",
+            {"accel/accel0": FakeNode("accel/accel0", 261, 0, RENDER_GID, 0o660)},
+            "GroupMissing",
+            ["/dev/accel/accel0 (group 110, mode 0660)", "EACCES"],
+            id="npu-outside-its-group",
+        ),
+        pytest.param(
+            "MULTI:GPU,CPU",
+            {"dri/renderD128": NODES["group"]},
+            "GroupMissing",
+            ["/dev/dri/renderD128 (group 110, mode 0660)", "EACCES"],
+            id="multi-needs-every-device",
+        ),
+    ],
+)  # fmt: skip
+def test_without_declared_paths_the_standard_device_paths_are_checked(
+    world: World,
+    tmp_path: Path,
+    target: str,
+    nodes: dict[str, FakeNode],
+    reason: str,
+    said: list[str],
+) -> None:
+    dev = _container_dev(tmp_path, nodes)
+    message = _exits_with(world, target, None, tmp_path, dev=dev)
+    assert message.startswith(f"DeviceAccess={reason}: target_device {target} cannot run"), message
+    for words in said:
+        assert words in message, message
+
+
+def test_without_declared_paths_auto_falls_back_and_says_which_node_failed(
+    world: World, tmp_path: Path
+) -> None:
+    dev = _container_dev(tmp_path, {"dri/renderD128": NODES["group"]})
+    with _run(world, "AUTO:GPU,CPU", None, tmp_path, expect_start=True, dev=dev) as server:
+        server.wait_ready()
+        devices = httpx.get(f"{server.rest}/kubevino/diagnostics").json()["devices"]
+        assert devices["deviceNodesFrom"] == "standard paths"
+        assert [(n["path"], n["access"], n["error"]) for n in devices["deviceNodes"]] == [
+            ("/dev/dri/renderD128", "GroupMissing", "EACCES")
+        ]
+        (verdict,) = devices["targets"]
+        assert verdict["canStart"] and verdict["compiledFor"] == "AUTO:CPU"
+        assert verdict["reason"] == "GroupMissing"
+        log = server.log()
+        assert "device nodes (standard paths): /dev/dri/renderD128 GroupMissing" in log
+        assert "runs on CPU only" in log and "--group-add" in log
