@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from kubevino_operator import __version__
 from kubevino_operator.api import InferenceModel
 from kubevino_operator.crd import crd_yaml
+from kubevino_operator.inferrequests import plan_infer_requests
 from kubevino_operator.render import Rendered, render
 from kubevino_operator.resolve import Refusal
 from kubevino_operator.settings import SETTINGS_FILE_ENV, SettingsError, load_settings
@@ -62,7 +63,8 @@ def _summary(rendered: Rendered) -> str:
     return (
         f"# kubevino {__version__}: target {resolution.target}, "
         f"accelerators {', '.join(resolution.accelerators)}, access {resolution.access_mode}, "
-        f"runtime {resolution.runtime}, pod security {rendered.pod_security_level}\n"
+        f"runtime {resolution.runtime}, pod security {rendered.pod_security_level}, "
+        f"{plan_infer_requests(rendered.model).summary()}\n"
     )
 
 

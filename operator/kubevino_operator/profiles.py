@@ -89,6 +89,9 @@ class AcceleratorProfile:
     runtime: RuntimeNeed = "any"
     node_selector: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     run_as_root: bool = False
+    # Infer requests that keep one device busy, where a recipe measured it; a target spreading
+    # requests over several devices gets the sum (see inferrequests.py). None: OpenVINO's own.
+    requests_per_device: int | None = None
     # What must be loaded on the node for the device node to answer (for fix hints).
     driver: str = ""
     # The Pod Security Standard level the rendered pod needs in each mode; a mode the
@@ -191,6 +194,8 @@ PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
                 cgroup_rules=(CgroupRule("c", 189, None),),
             ),
             groups=("usb",),
+            # The multi-stick guide: four requests in flight saturate one stick.
+            requests_per_device=4,
             runtime="ModelServer",
             node_selector=MappingProxyType({"kubevino.io/ncs2": "true"}),
             pod_security=_RESTRICTED_OR_PRIVILEGED,

@@ -12,6 +12,7 @@ from typing import Any
 
 from kubevino_operator.api import InferenceModel, PodSecurityLevel
 from kubevino_operator.discovery import DISCOVERABLE, Inventory, accelerator_label
+from kubevino_operator.inferrequests import plan_infer_requests
 from kubevino_operator.modelsource import (
     CACHE_DIR,
     CONFIG_DIR,
@@ -89,6 +90,9 @@ def model_server_config(model: InferenceModel) -> dict[str, Any]:
         "base_path": MODEL_DIR,
         "target_device": spec.device.target_device,
     }
+    nireq = plan_infer_requests(model).count
+    if nireq is not None:
+        entry["nireq"] = nireq
     version_policy = spec.model.version_policy
     entry["model_version_policy"] = (
         version_policy.to_model_server() if version_policy else {"latest": {"num_versions": 1}}
@@ -98,8 +102,6 @@ def model_server_config(model: InferenceModel) -> dict[str, Any]:
         if plugin_config:
             # Model Server 2022.3 reads plugin_config values as strings.
             entry["plugin_config"] = {key: str(value) for key, value in plugin_config.items()}
-        if performance.num_requests is not None:
-            entry["nireq"] = performance.num_requests
         if performance.batch_size is not None:
             entry["batch_size"] = str(performance.batch_size)
         if performance.shape is not None:
