@@ -14,7 +14,7 @@ from tests.unit.builders import model
 
 def nireq(target: str, **performance: Any) -> int | None:
     subject = model(device={"targetDevice": target}, performance=performance or None)
-    entry = model_server_config(subject)["model_config_list"][0]["config"]
+    entry: dict[str, int] = model_server_config(subject)["model_config_list"][0]["config"]
     return entry.get("nireq")
 
 
