@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Regenerate the committed gRPC code from runtime/kubevino_runtime/protocols/kserve_v2.proto.
+# Regenerate the committed gRPC code from the committed .proto files: KServe v2
+# (runtime/kubevino_runtime/protocols/kserve_v2.proto) and TensorFlow Serving's API
+# (runtime/kubevino_runtime/protocols/tfs_api/, vendored). Usage: gen-proto.sh [OUTPUT_ROOT]
 # A unit test fails when the committed files differ from what this produces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runtime}
 mkdir -p "$out"
-python -m grpc_tools.protoc -Iruntime --python_out="$out" --grpc_python_out="$out" \
-  --pyi_out="$out" runtime/kubevino_runtime/protocols/kserve_v2.proto
+protoc() { python -m grpc_tools.protoc -Iruntime "$@"; }
+protoc --python_out="$out" --grpc_python_out="$out" --pyi_out="$out" \
+  runtime/kubevino_runtime/protocols/kserve_v2.proto
+tfs=runtime/kubevino_runtime/protocols/tfs_api
+mapfile -t messages < <(find "$tfs" -name '*.proto' | LC_ALL=C sort)
+protoc --python_out="$out" --pyi_out="$out" "${messages[@]}"
+# Service stubs only for the two files that define services.
+protoc --grpc_python_out="$out" \
+  "$tfs/tensorflow_serving/apis/prediction_service.proto" \
+  "$tfs/tensorflow_serving/apis/model_service.proto"

@@ -38,7 +38,7 @@ class DataPlane:
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
-    def version(self, name: str, version: str | None) -> LoadedVersion:
+    def version(self, name: str, version: str | int | None) -> LoadedVersion:
         return self.registry.get(name, version)
 
     def model_ready(self, name: str, version: str | None) -> bool:

@@ -27,7 +27,7 @@ from kubevino_runtime.deviceaccess import (
 from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported
 from kubevino_runtime.metrics import Metrics
 from kubevino_runtime.models import ModelRegistry
-from kubevino_runtime.protocols import kserve_grpc
+from kubevino_runtime.protocols import kserve_grpc, tfs_grpc
 from kubevino_runtime.protocols.kserve_rest import KServeRest
 from kubevino_runtime.protocols.tfs_rest import TfServingRest
 from kubevino_runtime.repository import (
@@ -258,6 +258,7 @@ async def serve(
         ]
     )
     kserve_grpc.add_to_server(plane, grpc_server)
+    tfs_grpc.add_to_server(plane, grpc_server)
     if args.port:
         grpc_server.add_insecure_port(f"{args.grpc_bind_address}:{args.port}")
         await grpc_server.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +47,11 @@ def numpy_dtype(datatype: str, tensor: str) -> np.dtype[Any]:
 
 
 def element_count(shape: Sequence[int], tensor: str) -> int:
+    """Exact, in Python integers: numpy's int64 product wraps around (a huge shape could come
+    out as 0 elements and pass a size check against an empty payload)."""
     if any(dim < 0 for dim in shape):
         raise invalid(f"input {tensor}: shape {list(shape)} has a negative dimension")
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape)
 
 
 def from_json_data(

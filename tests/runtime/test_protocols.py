@@ -104,7 +104,7 @@ def test_tf_serving_status_and_metadata(server: RunningServer) -> None:
     status = httpx.get(f"{server.rest}/v1/models/classifier").json()
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
     signature = httpx.get(f"{server.rest}/v1/models/classifier/metadata").json()
-    inputs = signature["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+    inputs = signature["metadata"]["signature_def"]["signatureDef"]["serving_default"]["inputs"]
     assert inputs["input"]["dtype"] == "DT_FLOAT"
 
 

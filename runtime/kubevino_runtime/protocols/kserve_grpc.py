@@ -8,13 +8,20 @@ from typing import Any
 import grpc
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message_factory import GetMessageClass
 
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.engine import LoadedVersion
-from kubevino_runtime.errors import ErrorKind, ServingError, invalid
+from kubevino_runtime.errors import ServingError, invalid
 from kubevino_runtime.protocols import kserve_v2_pb2 as pb
 from kubevino_runtime.protocols import kserve_v2_pb2_grpc as pb_grpc
+from kubevino_runtime.protocols.grpc_common import (
+    GRPC_STATUS,
+    Deserializer,
+    add_service,
+    method_handlers,
+)
 from kubevino_runtime.protocols.kserve_wire import (
     InferRequestWire,
     MalformedRequest,
@@ -24,15 +31,6 @@ from kubevino_runtime.tensors import from_json_data, from_raw, kserve_datatype, 
 
 API = "KServe"
 _SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
-SERVICE = _SERVICE_DESCRIPTOR.full_name
-GRPC_STATUS = {
-    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    ErrorKind.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
-    ErrorKind.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ErrorKind.OVERLOADED: grpc.StatusCode.UNAVAILABLE,
-    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
-}
 _CONTENTS_FIELD = {
     "BOOL": "bool_contents",
     "INT8": "int_contents",
@@ -177,30 +175,15 @@ class KServeGrpc(pb_grpc.GRPCInferenceServiceServicer):
         return response
 
 
-def _method_handlers(servicer: KServeGrpc) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """The generated registration, except that ModelInfer keeps its tensors in the received
-    buffer (kserve_wire); every other method parses its message with protobuf as usual."""
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-    for method in _SERVICE_DESCRIPTOR.methods:
-        request_class = GetMessageClass(method.input_type)
-        response_class = GetMessageClass(method.output_type)
-        deserialize = (
-            parse_infer_request if method.name == "ModelInfer" else request_class.FromString
-        )
-        make = (
-            grpc.stream_stream_rpc_method_handler
-            if method.client_streaming
-            else grpc.unary_unary_rpc_method_handler
-        )
-        handlers[method.name] = make(
-            getattr(servicer, method.name),
-            request_deserializer=deserialize,
-            response_serializer=response_class.SerializeToString,
-        )
-    return handlers
+def _deserializer(method: MethodDescriptor) -> Deserializer:
+    """ModelInfer keeps its tensors in the received buffer (kserve_wire); every other method
+    parses its message with protobuf as usual."""
+    if method.name == "ModelInfer":
+        return parse_infer_request
+    parse: Deserializer = GetMessageClass(method.input_type).FromString
+    return parse
 
 
 def add_to_server(plane: DataPlane, server: grpc.aio.Server) -> None:
-    handlers = _method_handlers(KServeGrpc(plane))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    server.add_registered_method_handlers(SERVICE, handlers)
+    handlers = method_handlers(_SERVICE_DESCRIPTOR, KServeGrpc(plane), _deserializer)
+    add_service(server, _SERVICE_DESCRIPTOR, handlers)

@@ -1,4 +1,9 @@
-"""TensorFlow Serving REST API: predict (row and column formats), model status and metadata."""
+"""TensorFlow Serving REST API: predict (row and column formats), model status and metadata.
+
+Status and metadata are the gRPC API's messages in protobuf's JSON mapping (tfs_messages), as
+Model Server sends them. A version of 0 in a path means what no version means: the highest
+loaded version for predict and metadata, every version for status.
+"""
 
 from __future__ import annotations
 
@@ -11,27 +16,13 @@ from aiohttp import web
 
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.engine import LoadedVersion, TensorInfo
-from kubevino_runtime.errors import ServingError, invalid, not_found
+from kubevino_runtime.errors import ServingError, invalid
 from kubevino_runtime.protocols.http_common import handled, read_body
+from kubevino_runtime.protocols.tfs_messages import as_json, model_metadata, model_status
 
 API = "TensorFlowServing"
 _NAME = "{name:[^/:]+}"
 _VERSION = "{version:[0-9]+}"
-
-_TF_DTYPES = {
-    "float32": "DT_FLOAT",
-    "float16": "DT_HALF",
-    "float64": "DT_DOUBLE",
-    "int8": "DT_INT8",
-    "int16": "DT_INT16",
-    "int32": "DT_INT32",
-    "int64": "DT_INT64",
-    "uint8": "DT_UINT8",
-    "uint16": "DT_UINT16",
-    "uint32": "DT_UINT32",
-    "uint64": "DT_UINT64",
-    "bool": "DT_BOOL",
-}
 
 
 def _array(value: Any, info: TensorInfo) -> npt.NDArray[Any]:
@@ -85,20 +76,6 @@ def _rows(outputs: dict[str, npt.NDArray[Any]]) -> list[Any]:
     return [{name: array[i].tolist() for name, array in outputs.items()} for i in range(batch)]
 
 
-def _signature(tensors: list[TensorInfo]) -> dict[str, Any]:
-    return {
-        info.name: {
-            "dtype": _TF_DTYPES.get(str(info.element_type), "DT_INVALID"),
-            "tensor_shape": {
-                "dim": [{"size": str(size), "name": ""} for size in info.shape],
-                "unknown_rank": False,
-            },
-            "name": info.name,
-        }
-        for info in tensors
-    }
-
-
 class TfServingRest:
     def __init__(self, plane: DataPlane, max_body: int) -> None:
         self.plane = plane
@@ -118,51 +95,14 @@ class TfServingRest:
 
     async def status(self, request: web.Request) -> web.Response:
         info = request.match_info
-        served = self.plane.registry.model(info["name"])
-        numbers = sorted(served.status, reverse=True)
-        if "version" in info:
-            numbers = [n for n in numbers if n == int(info["version"])]
-            if not numbers:
-                raise not_found(f"model {info['name']} has no version {info['version']}")
-        return web.json_response(
-            {
-                "model_version_status": [
-                    {
-                        "version": str(number),
-                        "state": served.status[number].state,
-                        "status": {
-                            "error_code": "OK" if not served.status[number].error else "UNKNOWN",
-                            "error_message": served.status[number].error,
-                        },
-                    }
-                    for number in numbers
-                ]
-            }
-        )
+        version = int(info["version"]) if "version" in info else None
+        response = model_status(self.plane.registry, info["name"], version)
+        return web.json_response(as_json(response))
 
     async def metadata(self, request: web.Request) -> web.Response:
         info = request.match_info
         loaded = self.plane.version(info["name"], info.get("version"))
-        return web.json_response(
-            {
-                "model_spec": {
-                    "name": loaded.name,
-                    "signature_name": "",
-                    "version": str(loaded.version),
-                },
-                "metadata": {
-                    "signature_def": {
-                        "signature_def": {
-                            "serving_default": {
-                                "inputs": _signature(loaded.inputs),
-                                "outputs": _signature(loaded.outputs),
-                                "method_name": "tensorflow/serving/predict",
-                            }
-                        }
-                    }
-                },
-            }
-        )
+        return web.json_response(as_json(model_metadata(loaded)))
 
     async def predict(self, request: web.Request) -> web.Response:
         info = request.match_info
