@@ -94,6 +94,12 @@ go_install() {
 
 complete() { for c in "$@"; do [[ -x "$c" ]] || return 1; done; }
 
+# Two test runs at once (or a test and a developer) would build into the same .partial
+# directories: the second waits for the first and then finds the binaries built.
+mkdir -p "$cache"
+exec 9>"$cache/.kube-bins.lock"
+flock 9
+
 kube_paths=(); for c in "${components[@]}"; do kube_paths+=("$kube_dir/$c"); done
 complete "${kube_paths[@]}" || build_kubernetes
 complete "$etcd_dir/etcd" || build_etcd

@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: lint, types, then every test tier.
+# The whole test suite, as CI runs it: system packages, lint, types, every test tier on the
+# project's Python (3.11), then the unit and runtime tiers on each other supported Python the
+# machine has (3.12, 3.13; KUBEVINO_OTHER_PYTHONS overrides the list, "" runs none).
+#
+#   scripts/test.sh                      # everything
+#   scripts/test.sh tests/unit -x        # pytest arguments: only that, on 3.11
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-packages.sh
@@ -7,4 +12,16 @@ scripts/dev-env.sh
 source .venv/bin/activate
 echo "== ruff"; ruff check . && ruff format --check .
 echo "== mypy"; mypy
-echo "== pytest"; pytest "$@"
+echo "== pytest (Python $(python -c 'import platform; print(platform.python_version())'))"
+pytest "$@"
+[ $# -eq 0 ] || exit 0
+
+for version in ${KUBEVINO_OTHER_PYTHONS-3.12 3.13}; do
+  if ! interpreter=$(scripts/find-python.sh "$version"); then
+    echo "== Python $version: not on this machine; its run did not happen"
+    continue
+  fi
+  echo "== pytest on Python $version ($interpreter): unit and runtime tiers"
+  PYTHON=$interpreter VENV=".venv-$version" scripts/dev-env.sh
+  ".venv-$version/bin/pytest" -p no:cacheprovider tests/unit tests/runtime
+done
