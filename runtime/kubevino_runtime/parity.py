@@ -135,9 +135,9 @@ SCHEMA_ONLY_FLAG = (
 )
 
 _LAYOUT = (
-    "<client layout>:<model layout> (e.g. NHWC:NCHW) adds a transposition with OpenVINO's "
-    "PrePostProcessor, so clients send and receive that layout and metadata reports its "
-    "shape; without a colon (e.g. N..., CN) it only names the dimensions, which sets the "
+    "client:model layouts (e.g. NHWC:NCHW) add a transposition with OpenVINO's "
+    "PrePostProcessor, so clients send and receive the client layout and metadata reports its "
+    "shape; a layout without a colon (e.g. N..., CN) only names the dimensions, which sets the "
     "batch dimension batch_size changes; a string applies to a model's only input, a JSON "
     "object maps input and output names to layouts"
 )
@@ -218,7 +218,7 @@ TABLE: Final[tuple[Borrowed, ...]] = (
         D,
         D,
         OK,
-        "<client precision>:<model precision> (e.g. "
+        "client:model precisions (e.g. "
         "uint8:fp32): clients send the first, converted to the second before inference; "
         "needs --layout, as in Model Server",
     ),
@@ -512,7 +512,16 @@ TABLE: Final[tuple[Borrowed, ...]] = (
     Borrowed(ENTRY + "layout", J, D, D, OK, _LAYOUT),
     Borrowed(ENTRY + "mean", J, D, D, NO, *SCHEMA_ONLY_FLAG),
     Borrowed(ENTRY + "scale", J, D, D, NO, *SCHEMA_ONLY_FLAG),
-    Borrowed(ENTRY + "color_format", J, D, D, NO, *SCHEMA_ONLY_FLAG),
+    Borrowed(
+        ENTRY + "color_format",
+        J,
+        D,
+        D,
+        NO,
+        SCHEMA_ONLY_FLAG[0],
+        "convert colours in the client, or save the model with the conversion built in "
+        "(OpenVINO's PrePostProcessor) and serve that",
+    ),
     Borrowed(ENTRY + "precision", J, D, D, NO, *SCHEMA_ONLY_FLAG),
     Borrowed(ENTRY + "model_version_policy", J, D, D, OK, _POLICY),
     Borrowed(ENTRY + "plugin_config", J, D, D, OK, _PLUGIN),
@@ -587,7 +596,7 @@ def markdown_table() -> str:
         if entry.status is Status.HONOURED:
             verdict = f"honoured: {entry.what}"
         else:
-            verdict = f"refused (exit 64): {entry.what}; instead: {entry.instead}"
+            verdict = f"refused (exit 64): it {entry.what}. Instead: {entry.instead}"
         cells = (
             f"`{entry.name}`",
             entry.kind.value,

@@ -134,7 +134,9 @@ def metrics_families(args: argparse.Namespace, monitoring: MetricsSetting | None
                 "metrics are set by --metrics_enable and by config.json's monitoring section: "
                 "keep one, as Model Server requires"
             )
-        return metrics_families_from_flag(args.metrics_list or ",".join(DEFAULT_FAMILIES))
+        if args.metrics_list is None:
+            return DEFAULT_FAMILIES
+        return metrics_families_from_flag(args.metrics_list)
     if monitoring is None or not monitoring.enabled:
         return None
     if args.rest_port == 0:

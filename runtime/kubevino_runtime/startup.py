@@ -106,8 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config_path", help=flag("--config_path").what)
     parser.add_argument("--port", type=int, default=9000, help=flag("--port").what)
     parser.add_argument("--rest_port", type=int, default=8000, help=flag("--rest_port").what)
-    parser.add_argument("--grpc_bind_address", default="0.0.0.0")
-    parser.add_argument("--rest_bind_address", default="0.0.0.0")
+    parser.add_argument(
+        "--grpc_bind_address", default="0.0.0.0", help=flag("--grpc_bind_address").what
+    )
+    parser.add_argument(
+        "--rest_bind_address", default="0.0.0.0", help=flag("--rest_bind_address").what
+    )
     parser.add_argument("--grpc_workers", type=int, default=1, help=flag("--grpc_workers").what)
     parser.add_argument("--grpc_channel_arguments", help=flag("--grpc_channel_arguments").what)
     parser.add_argument("--cache_dir", help=flag("--cache_dir").what)
