@@ -60,6 +60,7 @@ from kubevino_runtime.startup import (
     cannot_start,
     configure_logging,
     grpc_channel_arguments,
+    heap_trim_minutes,
     metrics_families_from_flag,
     parse_arguments,
 )
@@ -267,7 +268,7 @@ async def serve(
     group: WorkerGroup | None = None,
     *,
     families: Families = None,
-    trimmer: HeapTrimmer | None = None,
+    heap_trim: tuple[HeapTrimmer | None, int] = (None, 0),
 ) -> int:
     metrics = Metrics()
     for probe in devices.probes:
@@ -329,7 +330,7 @@ async def serve(
             log.warning("not ready: %s", reason)
     poller = loop.create_task(server.poll())
     reporter = loop.create_task(_report_to_group(group, plane)) if group is not None else None
-    minutes = args.sequence_cleaner_poll_wait_minutes
+    trimmer, minutes = heap_trim
     heap = loop.create_task(release_free_heap(minutes, trimmer)) if trimmer and minutes else None
     gave_up: list[str] = []
     watchdog = (
@@ -394,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         core = ov.Core()
         serving = read_configs(args, core)
         families = metrics_families(args, serving.metrics)
-        trimmer = _heap_trimmer(args)
+        trimmer = HeapTrimmer.from_libc()
+        heap_trim = (trimmer, heap_trim_minutes(args, trimmer))
     except UsageError as error:
         return cannot_start(str(error), write_termination_message)
     except ConfigError as error:
@@ -421,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers > 1 and group is None:
         return supervise(argv, args.workers, args.shutdown_grace_seconds)
     return asyncio.run(
-        serve(args, configs, core, devices, group, families=families, trimmer=trimmer)
+        serve(args, configs, core, devices, group, families=families, heap_trim=heap_trim)
     )
 
 
@@ -432,16 +434,6 @@ def _failed_to_start(reason: str) -> int:
     log.error("%s", message)
     write_termination_message(message)
     return 1
-
-
-def _heap_trimmer(args: argparse.Namespace) -> HeapTrimmer | None:
-    trimmer = HeapTrimmer.from_libc()
-    if trimmer is None and args.sequence_cleaner_poll_wait_minutes:
-        raise UsageError(
-            "--sequence_cleaner_poll_wait_minutes returns freed heap memory with glibc's "
-            "malloc_trim, which this C library lacks; give --sequence_cleaner_poll_wait_minutes 0"
-        )
-    return trimmer
 
 
 def _devices_allow_start(devices: DeviceReport, configs: list[ModelConfig]) -> bool:

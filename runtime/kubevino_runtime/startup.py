@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sequence_cleaner_poll_wait_minutes",
         type=int,
-        default=5,
+        default=None,  # Model Server's 5, told apart from an explicit 5 (see heap_trim_minutes)
         help=flag("--sequence_cleaner_poll_wait_minutes").what,
     )
     parser.add_argument("--log_level", default="INFO", help=flag("--log_level").what)
@@ -242,7 +242,7 @@ def validate_arguments(args: argparse.Namespace) -> None:
     if args.nireq is not None and args.nireq < 0:
         raise UsageError("--nireq must be 0 (the optimal number) or more")
     for name in ("file_system_poll_wait_seconds", "sequence_cleaner_poll_wait_minutes"):
-        if getattr(args, name) < 0:
+        if (getattr(args, name) or 0) < 0:
             raise UsageError(f"--{name} must be 0 (never) or more")
     if args.log_level not in LOG_LEVELS:
         raise UsageError(f"--log_level must be one of {', '.join(LOG_LEVELS)}")
@@ -334,6 +334,23 @@ def cannot_start(message: str, write_termination: Callable[[str], None]) -> int:
     sys.stderr.write(line + "\n")
     write_termination(line)
     return EXIT_USAGE
+
+
+DEFAULT_HEAP_TRIM_MINUTES: Final = 5
+
+
+def heap_trim_minutes(args: argparse.Namespace, trimmer: HeapTrimmer | None) -> int:
+    """How often freed heap memory is returned (0: never). Without malloc_trim (a C library
+    other than glibc) an explicit interval is refused; the default one has nothing to do."""
+    given = args.sequence_cleaner_poll_wait_minutes
+    if trimmer is None:
+        if given:
+            raise UsageError(
+                "--sequence_cleaner_poll_wait_minutes returns freed heap memory with glibc's "
+                "malloc_trim, which this C library lacks; drop it or give 0"
+            )
+        return 0
+    return DEFAULT_HEAP_TRIM_MINUTES if given is None else int(given)
 
 
 @dataclass(frozen=True)

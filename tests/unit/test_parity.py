@@ -474,6 +474,17 @@ def test_the_sequence_cleaner_interval_returns_freed_heap_memory() -> None:
     assert libc is not None  # glibc here, as in the images: the interval does its work
     libc.trim()
 
+    def minutes(*given: str, trimmer: startup.HeapTrimmer | None = libc) -> int:
+        args = startup.parse_arguments(["--model_path", "m", "--model_name", "m", *given])
+        return startup.heap_trim_minutes(args, trimmer)
+
+    assert minutes() == 5  # Model Server's default
+    assert minutes("--sequence_cleaner_poll_wait_minutes", "0") == 0
+    assert minutes("--sequence_cleaner_poll_wait_minutes", "2") == 2
+    assert minutes(trimmer=None) == 0  # no malloc_trim: the default has nothing to do
+    with pytest.raises(parity.UsageError, match="malloc_trim, which this C library lacks"):
+        minutes("--sequence_cleaner_poll_wait_minutes", "2", trimmer=None)
+
 
 def test_without_cache_dir_model_servers_cache_directory_is_used_when_it_exists(
     tmp_path: Path,
