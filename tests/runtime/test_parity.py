@@ -414,3 +414,18 @@ def test_allowed_origins_methods_and_headers_answer_a_preflight(cors_server: Run
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://ui.example"
     assert preflight.headers["Access-Control-Allow-Methods"] == "GET,POST"
     assert preflight.headers["Access-Control-Allow-Headers"] == "Content-Type,X-Trace"
+
+
+def test_a_refused_field_added_while_serving_is_not_applied(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    entry = {"name": "kept", "base_path": str(model_dir)}
+    config = _write_config(tmp_path / "config.json", entry)
+    with running_server(["--config_path", str(config)], tmp_path) as server:
+        server.wait_ready()
+        _write_config(config, {**entry, "stateful": True})
+        server.wait_for(
+            lambda: "not applied, keeping the running one" in server.log(), 30, "refusing it"
+        )
+        assert "model_config_list[0].config.stateful configures stateful models" in server.log()
+        assert httpx.get(f"{server.rest}/v2/models/kept/ready").status_code == 200
