@@ -251,6 +251,11 @@ def serving_args(workdir: Path, device: str, hint: str, workers: int = 1) -> lis
         device,
         "--plugin_config",
         plugin_config,
+        # The pool size and the server's own latency histograms are read from /metrics.
+        "--metrics_enable",
+        "--metrics_list",
+        "ovms_infer_req_queue_size,ovms_request_time_us,ovms_inference_time_us,"
+        "ovms_wait_for_infer_req_time_us",
     ]
 
 

@@ -22,7 +22,9 @@ import numpy.typing as npt
 import openvino as ov
 
 from kubevino_common.devices import TargetDeviceError, parse_target
+from kubevino_runtime import preprocessing
 from kubevino_runtime.errors import ErrorKind, ServingError, invalid
+from kubevino_runtime.preprocessing import describe
 from kubevino_runtime.repository import ModelConfig
 from kubevino_runtime.tensors import NUMPY_TO_KSERVE
 
@@ -83,18 +85,25 @@ def partial_shape(text: str) -> ov.PartialShape:
 
 
 def _reshape(model: ov.Model, config: ModelConfig) -> None:
+    """Shape and batch size in the client's layout: preprocessing is already built in."""
     if isinstance(config.shape, dict):
-        model.reshape(
-            {name: partial_shape(value) for name, value in config.shape.items() if value != "auto"}
-        )
-    elif config.shape and config.shape != "auto":
+        model.reshape({name: partial_shape(value) for name, value in config.shape.items()})
+    elif config.shape:
         model.reshape(partial_shape(config.shape))
-    if config.batch_size and config.batch_size != "auto":
+    if config.batch_size:
         for parameter in model.get_parameters():
             if parameter.get_layout().empty:
                 # Like Model Server: without a layout, the first dimension is the batch.
                 parameter.set_layout(ov.Layout("N..."))
-        ov.set_batch(model, int(config.batch_size))
+        ov.set_batch(model, batch_dimension(config.batch_size))
+
+
+def batch_dimension(text: str) -> ov.Dimension:
+    """Model Server's batch_size syntax: ``4``, ``-1`` (any) or ``1:8``."""
+    low, _, high = text.partition(":")
+    if high:
+        return ov.Dimension(int(low), int(high))
+    return ov.Dimension() if int(low) == -1 else ov.Dimension(int(low))
 
 
 def _properties(config: ModelConfig, cache_dir: str | None) -> dict[str, Any]:
@@ -292,16 +301,6 @@ def _property(compiled: ov.CompiledModel, name: str, default: Any) -> Any:
         return default
 
 
-def describe_openvino_error(error: BaseException) -> str:
-    """OpenVINO's message without its source-location lines, on one line."""
-    lines = [
-        line.strip()
-        for line in str(error).splitlines()
-        if line.strip() and not line.startswith("Exception from src/")
-    ]
-    return " ".join(lines) or repr(error)
-
-
 @dataclass(frozen=True)
 class Compiled:
     compiled: ov.CompiledModel
@@ -314,13 +313,59 @@ def compile_version(
     """Read, reshape and compile one version (blocking: run it in a worker thread)."""
     check_target_supported(config.target_device)
     model = core.read_model(str(model_file))
+    try:
+        model = preprocessing.apply(model, config.preprocessing)
+    except preprocessing.PreprocessingError as error:
+        raise RuntimeError(f"model {config.name}: {error}") from None
     _reshape(model, config)
     try:
         compiled = core.compile_model(model, config.target_device, _properties(config, cache_dir))
     except RuntimeError as error:
         raise RuntimeError(
             f"compiling for {config.target_device} failed (OpenVINO sees "
-            f"{', '.join(core.available_devices) or 'no device'}): {describe_openvino_error(error)}"
+            f"{', '.join(core.available_devices) or 'no device'}): {describe(error)}"
         ) from None
     optimal = int(_property(compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1))
     return Compiled(compiled, config.nireq or max(1, optimal))
+
+
+@dataclass(frozen=True)
+class GpuCandidate:
+    name: str  # GPU, GPU.0, GPU.1, ...
+    discrete: bool
+    free_bytes: int
+
+
+def choose_default_target(gpus: list[GpuCandidate]) -> str:
+    """Model Server's choice when no target is given (2026.3 and later): the discrete GPU, the
+    one with most free memory among several; else the first integrated GPU; else CPU."""
+    discrete = [gpu for gpu in gpus if gpu.discrete]
+    if discrete:
+        return max(discrete, key=lambda gpu: gpu.free_bytes).name
+    return gpus[0].name if gpus else "CPU"
+
+
+def default_target(core: ov.Core) -> str:
+    """The target for models that name none, from the GPUs OpenVINO sees now."""
+    candidates = []
+    for device in core.available_devices:
+        if not device.startswith("GPU"):
+            continue
+        try:
+            discrete = str(core.get_property(device, "DEVICE_TYPE")).endswith("DISCRETE")
+        except RuntimeError:
+            discrete = False  # Model Server counts a GPU it cannot ask as integrated
+        candidates.append(GpuCandidate(device, discrete, _free_gpu_memory(core, device)))
+    return choose_default_target(candidates)
+
+
+def _free_gpu_memory(core: ov.Core, device: str) -> int:
+    try:
+        total = int(core.get_property(device, "GPU_DEVICE_TOTAL_MEM_SIZE"))
+    except RuntimeError:
+        return 0
+    try:
+        used = int(dict(core.get_property(device, "GPU_MEMORY_STATISTICS")).get("usm_device", 0))
+    except RuntimeError:
+        used = 0  # no statistics before the first model: all of it is free
+    return total - used

@@ -1,4 +1,8 @@
-"""Prometheus metrics named like OpenVINO Model Server's, so its dashboards work unchanged."""
+"""Prometheus metrics named like OpenVINO Model Server's, so its dashboards work unchanged.
+
+As in Model Server, /metrics serves only when enabled, and then the default families unless a
+list names others. The counters run either way: enabling them is a matter of exposing them.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,51 @@ from kubevino_runtime.workers import METRICS_DIR_ENV
 
 # With --workers, a gauge is the sum over the workers that are still running.
 _SUM_OF_LIVE_WORKERS: Final = "livesum"
+
+# Model Server's families enabled by default, and those only a list enables.
+MODEL_SERVER_DEFAULT_FAMILIES: Final = frozenset(
+    {
+        "ovms_current_requests",
+        "ovms_requests_success",
+        "ovms_requests_fail",
+        "ovms_request_time_us",
+        "ovms_streams",
+        "ovms_inference_time_us",
+        "ovms_wait_for_infer_req_time_us",
+        # MediaPipe graphs' families: kubevino-serve runs no graphs, so like Model Server
+        # without graphs it has no series for them.
+        "ovms_current_graphs",
+        "ovms_requests_accepted",
+        "ovms_requests_rejected",
+        "ovms_graph_error",
+        "ovms_graph_processing_time_us",
+        "ovms_responses",
+    }
+)
+MODEL_SERVER_OPTIONAL_FAMILIES: Final = frozenset(
+    {"ovms_infer_req_queue_size", "ovms_infer_req_active"}
+)
+KUBEVINO_FAMILIES: Final = frozenset({"kubevino_request_queue_depth", "kubevino_device_access"})
+DEFAULT_FAMILIES: Final = MODEL_SERVER_DEFAULT_FAMILIES | KUBEVINO_FAMILIES
+KNOWN_FAMILIES: Final = DEFAULT_FAMILIES | MODEL_SERVER_OPTIONAL_FAMILIES
+
+
+class UnknownFamilyError(ValueError):
+    """A metrics list names a family neither Model Server nor kubevino-serve has."""
+
+
+def families_from_list(names: list[str] | tuple[str, ...] | None) -> frozenset[str]:
+    """The families a metrics list enables; None: the default set."""
+    if names is None:
+        return DEFAULT_FAMILIES
+    unknown = sorted(set(names) - KNOWN_FAMILIES)
+    if unknown:
+        raise UnknownFamilyError(
+            f"{', '.join(unknown)} is not a metric family; the families are "
+            + ", ".join(sorted(KNOWN_FAMILIES))
+        )
+    return frozenset(names)
+
 
 # Microsecond buckets from 0.1 ms to 100 s, as latency spreads over many orders of magnitude.
 _US_BUCKETS = (
@@ -118,25 +167,29 @@ class Metrics:
             multiprocess_mode="max",
         )
 
-    def exposition(self) -> bytes:
-        """Prometheus text format with Model Server's exact names; with --workers, the sum of
-        every worker's (their values live in the directory the supervisor shares)."""
+    def exposition(self, families: frozenset[str]) -> bytes:
+        """Prometheus text format with Model Server's exact names, of the given families only;
+        with --workers, the sum of every worker's (their values live in the directory the
+        supervisor shares)."""
         if os.environ.get(METRICS_DIR_ENV):
             shared = CollectorRegistry()
             MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
-            return generate_latest(_ModelServerNames(shared))
-        return generate_latest(_ModelServerNames(self.registry))
+            return generate_latest(_ModelServerNames(shared, families))
+        return generate_latest(_ModelServerNames(self.registry, families))
 
 
 class _ModelServerNames:
     """Model Server writes ``ovms_requests_success``, not ``..._total``, and no ``_created``
     series; dashboards query those names, so expose them the same way."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, families: frozenset[str]) -> None:
         self.registry = registry
+        self.families = families
 
     def collect(self) -> Iterator[Metric]:
         for family in self.registry.collect():
+            if family.name not in self.families:
+                continue
             renamed = Metric(family.name, family.documentation, family.type, family.unit)
             for sample in family.samples:
                 if sample.name.endswith("_created"):

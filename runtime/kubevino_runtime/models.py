@@ -17,9 +17,10 @@ from pathlib import Path
 import openvino as ov
 from prometheus_client import Histogram
 
-from kubevino_runtime.engine import LoadedVersion, compile_version, describe_openvino_error
+from kubevino_runtime.engine import LoadedVersion, compile_version
 from kubevino_runtime.errors import ErrorKind, ServingError, not_found
 from kubevino_runtime.metrics import Metrics
+from kubevino_runtime.preprocessing import describe
 from kubevino_runtime.repository import ModelConfig, discover_versions, select_versions
 
 log = logging.getLogger("kubevino.models")
@@ -159,7 +160,7 @@ class ModelRegistry:
                     self.cache_dir,
                 )
             except Exception as error:
-                message = describe_openvino_error(error)
+                message = describe(error)
                 log.error("model %s version %d failed to load: %s", config.name, number, message)
                 served.status[number] = VersionStatus("LOADING_FAILED", message)
                 self._failed_files[key] = (config, stamp)

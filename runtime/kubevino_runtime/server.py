@@ -8,8 +8,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -24,19 +24,45 @@ from kubevino_runtime.deviceaccess import (
     report_from_environment,
     termination_message,
 )
-from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported
-from kubevino_runtime.metrics import Metrics
+from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported, default_target
+from kubevino_runtime.metrics import (
+    DEFAULT_FAMILIES,
+    Metrics,
+    UnknownFamilyError,
+    families_from_list,
+)
 from kubevino_runtime.models import ModelRegistry
+from kubevino_runtime.parity import UsageError
+from kubevino_runtime.preprocessing import (
+    PreprocessingError,
+    describe,
+    parse_mean_or_scale,
+    parse_precision,
+)
 from kubevino_runtime.protocols import kserve_grpc, tfs_grpc
 from kubevino_runtime.protocols.kserve_rest import KServeRest
 from kubevino_runtime.protocols.tfs_rest import TfServingRest
 from kubevino_runtime.repository import (
     ConfigError,
+    MetricsSetting,
     ModelConfig,
+    ServingConfig,
+    config_file_path,
     model_config_from_entry,
     parse_json_object,
     parse_shape,
     read_config_file,
+)
+from kubevino_runtime.startup import (
+    HeapTrimmer,
+    bind_addresses,
+    cache_dir,
+    cannot_start,
+    configure_logging,
+    grpc_channel_arguments,
+    heap_trim_minutes,
+    metrics_families_from_flag,
+    parse_arguments,
 )
 from kubevino_runtime.termination import write_termination_message
 from kubevino_runtime.workers import WorkerGroup, supervise
@@ -44,113 +70,82 @@ from kubevino_runtime.workers import WorkerGroup, supervise
 log = logging.getLogger("kubevino.server")
 DIAGNOSTICS_PATH = "/kubevino/diagnostics"
 GROUP_REPORT_SECONDS = 0.5
+Families = frozenset[str] | None  # the metric families /metrics serves; None: /metrics is off
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kubevino-serve",
-        description="Serve OpenVINO models over KServe v2 (REST and gRPC) and TF-Serving REST; "
-        "flags follow OpenVINO Model Server's.",
-    )
-    parser.add_argument("--version", action="version", version=f"kubevino-serve {__version__}")
-    one = parser.add_argument_group("one model (instead of --config_path)")
-    one.add_argument("--model_name", help="name clients use")
-    one.add_argument("--model_path", help="directory holding <version>/ folders")
-    one.add_argument("--target_device", default="CPU", help="OpenVINO target (default CPU)")
-    one.add_argument(
-        "--plugin_config",
-        help='OpenVINO properties as JSON, e.g. \'{"PERFORMANCE_HINT": "LATENCY"}\'',
-    )
-    one.add_argument("--nireq", type=int, help="infer requests (default: the optimal number)")
-    one.add_argument("--batch_size", help="batch size, or auto")
-    one.add_argument("--shape", help="auto, (1,3,224,224), or a JSON map of input to shape")
-    one.add_argument(
-        "--model_version_policy", help='JSON, e.g. \'{"latest": {"num_versions": 2}}\''
-    )
-    parser.add_argument("--config_path", help="Model Server config.json with model_config_list")
-    parser.add_argument("--port", type=int, default=9000, help="gRPC port (0: off)")
-    parser.add_argument("--rest_port", type=int, default=8000, help="REST port (0: off)")
-    parser.add_argument("--grpc_bind_address", default="0.0.0.0")
-    parser.add_argument("--rest_bind_address", default="0.0.0.0")
-    parser.add_argument("--cache_dir", help="OpenVINO compiled-model cache directory")
-    parser.add_argument(
-        "--file_system_poll_wait_seconds",
-        type=float,
-        default=1.0,
-        help="how often to look for new versions and config changes (0: never)",
-    )
-    parser.add_argument(
-        "--max_queue",
-        type=int,
-        default=64,
-        help="requests that may wait per model version before 503/UNAVAILABLE",
-    )
-    parser.add_argument(
-        "--max_request_bytes",
-        type=int,
-        default=64 * 1024 * 1024,
-        help="largest request body or message accepted",
-    )
-    parser.add_argument(
-        "--shutdown_grace_seconds",
-        type=float,
-        default=25.0,
-        help="how long SIGTERM waits for in-flight requests",
-    )
-    parser.add_argument(
-        "--model_wait_seconds",
-        type=float,
-        help="exit (code 1, reason in the termination message) when a model is still missing "
-        "or failed this long after start; default: wait for the files like Model Server",
-    )
-    parser.add_argument(
-        "--workers",
-        type=positive_integer,
-        default=1,
-        help="server processes sharing the ports (SO_REUSEPORT), each with its own copy of "
-        "every model; more than one lifts the single event loop's limit of about a thousand "
-        "requests a second (default 1)",
-    )
-    parser.add_argument(
-        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    # Accepted for Model Server compatibility; metrics are always on here.
-    parser.add_argument("--metrics_enable", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--metrics_list", help=argparse.SUPPRESS)
-    parser.add_argument("--grpc_workers", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--rest_workers", type=int, help=argparse.SUPPRESS)
-    return parser
+def read_configs(args: argparse.Namespace, core: ov.Core) -> ServingConfig:
+    """The models to serve (targets resolved) and config.json's monitoring section.
 
-
-def positive_integer(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
-def configs_from_args(args: argparse.Namespace) -> list[ModelConfig]:
+    Refused fields and values raise UsageError, malformed ones ConfigError."""
     if args.config_path:
-        if args.model_path or args.model_name:
-            raise ConfigError("use --config_path or --model_path/--model_name, not both")
-        return read_config_file(Path(args.config_path))
-    if not (args.model_path and args.model_name):
-        raise ConfigError("give --model_path and --model_name, or --config_path")
+        serving = read_config_file(Path(args.config_path))
+    else:
+        serving = ServingConfig([_model_from_flags(args)])
+    recommended = None
+    models = []
+    for config in serving.models:
+        if not config.target_device:
+            recommended = recommended or default_target(core)
+            config = replace(config, target_device=recommended)
+        models.append(config)
+    return replace(serving, models=models)
+
+
+def _model_from_flags(args: argparse.Namespace) -> ModelConfig:
+    flag_of = {"name": "--model_name", "base_path": "--model_path"}
     entry = {
         "config": {
-            "name": args.model_name,
-            "base_path": args.model_path,
-            "target_device": args.target_device,
-            "plugin_config": parse_json_object(args.plugin_config, "--plugin_config"),
-            "nireq": args.nireq,
-            "batch_size": args.batch_size,
-            "shape": parse_shape(args.shape),
-            "model_version_policy": parse_json_object(
-                args.model_version_policy, "--model_version_policy"
-            ),
+            key: value
+            for key, value in {
+                "name": args.model_name,
+                "base_path": args.model_path,
+                "target_device": args.target_device,
+                "plugin_config": parse_json_object(args.plugin_config, "--plugin_config"),
+                "nireq": args.nireq,
+                "batch_size": args.batch_size,
+                "shape": parse_shape(args.shape),
+                "layout": args.layout,
+                "model_version_policy": parse_json_object(
+                    args.model_version_policy, "--model_version_policy"
+                ),
+            }.items()
+            if value is not None
         }
     }
-    return [model_config_from_entry(entry, 0)]
+    config = model_config_from_entry(entry, 0, subject=lambda key: flag_of.get(key, f"--{key}"))
+    try:
+        # Model Server reads these from its command line only (its config.json refuses them).
+        only_input = replace(
+            config.preprocessing,
+            mean=parse_mean_or_scale(args.mean, "--mean") if args.mean else None,
+            scale=parse_mean_or_scale(args.scale, "--scale") if args.scale else None,
+            precision=parse_precision(args.precision) if args.precision else None,
+        )
+    except PreprocessingError as error:
+        raise ConfigError(f"model {config.name}: {error}") from None
+    return replace(config, preprocessing=only_input)
+
+
+def metrics_families(args: argparse.Namespace, monitoring: MetricsSetting | None) -> Families:
+    """The families /metrics serves (None: /metrics is off), from the flags or config.json's
+    monitoring section, which Model Server does not let both set."""
+    if args.metrics_enable:
+        if monitoring is not None:
+            raise ConfigError(
+                "metrics are set by --metrics_enable and by config.json's monitoring section: "
+                "keep one, as Model Server requires"
+            )
+        if args.metrics_list is None:
+            return DEFAULT_FAMILIES
+        return metrics_families_from_flag(args.metrics_list)
+    if monitoring is None or not monitoring.enabled:
+        return None
+    if args.rest_port == 0:
+        raise ConfigError("config.json enables metrics, which need --rest_port")
+    try:
+        return families_from_list(monitoring.families)
+    except UnknownFamilyError as error:
+        raise ConfigError(f"monitoring.metrics.metrics_list: {error}") from None
 
 
 @dataclass
@@ -159,12 +154,16 @@ class Server:
     registry: ModelRegistry
     plane: DataPlane
     devices: DeviceReport
+    core: ov.Core
+    families: Families  # what /metrics serves; None: /metrics is off
     config_mtime: float | None = None
 
     async def metrics(self, request: web.Request) -> web.Response:
+        if self.families is None:
+            raise web.HTTPNotFound()  # as Model Server without metrics enabled
         self.plane.refresh_gauges()
         return web.Response(
-            body=self.plane.metrics.exposition(),
+            body=self.plane.metrics.exposition(self.families),
             headers={"Content-Type": CONTENT_TYPE_LATEST},
         )
 
@@ -182,8 +181,10 @@ class Server:
         return web.json_response({"devices": self.devices.as_dict(), "models": models})
 
     def _config_mtime(self) -> float | None:
+        if not self.args.config_path:
+            return None
         try:
-            return Path(self.args.config_path).stat().st_mtime if self.args.config_path else None
+            return config_file_path(Path(self.args.config_path)).stat().st_mtime
         except OSError:
             return None
 
@@ -192,19 +193,21 @@ class Server:
         if mtime is None or mtime == self.config_mtime:
             return
         try:
-            configs = configs_from_args(self.args)
-            for config in configs:
+            serving = read_configs(self.args, self.core)
+            families = metrics_families(self.args, serving.metrics)
+            for config in serving.models:
                 check_target_supported(config.target_device)
                 verdict = self.devices.judge(config.target_device)
                 if not verdict.can_start:
                     raise UnsupportedDeviceError(verdict.explanation)
-        except (ConfigError, UnsupportedDeviceError) as error:
+        except (ConfigError, UsageError, UnsupportedDeviceError) as error:
             log.error(
                 "config %s not applied, keeping the running one: %s", self.args.config_path, error
             )
         else:
             log.info("config %s changed: applying it", self.args.config_path)
-            self.registry.set_configs(configs)
+            self.registry.set_configs(serving.models)
+            self.families = families
         self.config_mtime = mtime
 
     async def poll(self) -> None:
@@ -218,55 +221,101 @@ class Server:
                 log.exception("repository scan failed")
 
 
+def _cors(args: argparse.Namespace) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """Model Server's CORS headers, on every REST response."""
+    headers = {
+        "Access-Control-Allow-Origin": args.allowed_origins,
+        "Access-Control-Allow-Methods": args.allowed_methods,
+        "Access-Control-Allow-Headers": args.allowed_headers,
+    }
+    headers = {name: value for name, value in headers.items() if value}
+    if args.allow_credentials:
+        headers["Access-Control-Allow-Credentials"] = "true"
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(headers)
+
+    return add_headers
+
+
+async def _preflight(request: web.Request) -> web.Response:
+    """Model Server answers OPTIONS on any path (a browser's CORS preflight)."""
+    return web.Response()
+
+
+def _grpc_target(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+async def release_free_heap(
+    minutes: float,
+    trimmer: HeapTrimmer,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Model Server's sequence cleaner also returns freed heap memory to the system at its
+    interval; with no sequences here, that is all it does."""
+    while True:
+        await sleep(minutes * 60)
+        await asyncio.to_thread(trimmer.trim)
+        log.debug("returned freed heap memory to the system (malloc_trim)")
+
+
 async def serve(
     args: argparse.Namespace,
     configs: list[ModelConfig],
     core: ov.Core,
     devices: DeviceReport,
     group: WorkerGroup | None = None,
+    *,
+    families: Families = None,
+    heap_trim: tuple[HeapTrimmer | None, int] = (None, 0),
 ) -> int:
     metrics = Metrics()
     for probe in devices.probes:
         metrics.device_access.labels(probe.family, probe.path, probe.access.value).set(1)
-    registry = ModelRegistry(core, metrics, args.cache_dir, args.max_queue)
+    registry = ModelRegistry(core, metrics, cache_dir(args), args.max_queue)
     registry.compile_target = lambda target: devices.judge(target).compile_as or target
     registry.set_configs(configs)
     plane = DataPlane(registry, metrics, group)
-    server = Server(args, registry, plane, devices)
+    server = Server(args, registry, plane, devices, core, families)
     server.config_mtime = server._config_mtime()
 
     app = web.Application(client_max_size=args.max_request_bytes)
+    app.on_response_prepare.append(_cors(args))
     app.add_routes(KServeRest(plane, args.max_request_bytes).routes())
     app.add_routes(TfServingRest(plane, args.max_request_bytes).routes())
     app.add_routes(
         [
             web.get("/metrics", server.metrics),
             web.get(DIAGNOSTICS_PATH, server.diagnostics),
+            web.route("OPTIONS", "/{path:.*}", _preflight),
         ]
     )
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=args.shutdown_grace_seconds)
     await runner.setup()
     if args.rest_port:
-        await web.TCPSite(
-            runner, args.rest_bind_address, args.rest_port, reuse_port=group is not None
-        ).start()
-    grpc_server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", args.max_request_bytes),
-            ("grpc.max_send_message_length", args.max_request_bytes),
-            ("grpc.so_reuseport", int(group is not None)),
-        ]
-    )
+        for address in bind_addresses(args.rest_bind_address):
+            await web.TCPSite(runner, address, args.rest_port, reuse_port=group is not None).start()
+    options: dict[str, int | str] = {
+        "grpc.max_receive_message_length": args.max_request_bytes,
+        "grpc.max_send_message_length": args.max_request_bytes,
+        "grpc.so_reuseport": int(group is not None),
+    }
+    if args.grpc_channel_arguments:
+        options.update(grpc_channel_arguments(args.grpc_channel_arguments))
+    grpc_server = grpc.aio.server(options=list(options.items()))
     kserve_grpc.add_to_server(plane, grpc_server)
     tfs_grpc.add_to_server(plane, grpc_server)
     if args.port:
-        grpc_server.add_insecure_port(f"{args.grpc_bind_address}:{args.port}")
+        for address in bind_addresses(args.grpc_bind_address):
+            grpc_server.add_insecure_port(_grpc_target(address, args.port))
         await grpc_server.start()
     log.info(
-        "kubevino-serve %s: gRPC on %s, REST on %s; OpenVINO %s sees %s",
+        "kubevino-serve %s: gRPC on %s, REST on %s, metrics %s; OpenVINO %s sees %s",
         __version__,
         args.port or "off",
         args.rest_port or "off",
+        "on" if families is not None else "off",
         ov.get_version(),
         ", ".join(registry.core.available_devices),
     )
@@ -282,6 +331,8 @@ async def serve(
             log.warning("not ready: %s", reason)
     poller = loop.create_task(server.poll())
     reporter = loop.create_task(_report_to_group(group, plane)) if group is not None else None
+    trimmer, minutes = heap_trim
+    heap = loop.create_task(release_free_heap(minutes, trimmer)) if trimmer and minutes else None
     gave_up: list[str] = []
     watchdog = (
         loop.create_task(_give_up_after(args.model_wait_seconds, registry, stop, gave_up))
@@ -295,8 +346,9 @@ async def serve(
     log.info("shutting down: no new requests, finishing in-flight ones")
     registry.shutting_down = True
     poller.cancel()
-    if reporter is not None:
-        reporter.cancel()
+    for task in (reporter, heap):
+        if task is not None:
+            task.cancel()
     grace = args.shutdown_grace_seconds
     await asyncio.gather(grpc_server.stop(grace), runner.cleanup())
     try:
@@ -337,36 +389,54 @@ async def _give_up_after(
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
     group = WorkerGroup.from_environment()
-    worker = f" [worker {group.index}]" if group is not None else ""
-    logging.basicConfig(
-        level=args.log_level, format=f"%(asctime)s %(levelname)s %(name)s{worker}: %(message)s"
-    )
     try:
-        configs = configs_from_args(args)
+        args = parse_arguments(argv)
+        configure_logging(args, f" [worker {group.index}]" if group is not None else "")
+        core = ov.Core()
+        serving = read_configs(args, core)
+        families = metrics_families(args, serving.metrics)
+        trimmer = HeapTrimmer.from_libc()
+        heap_trim = (trimmer, heap_trim_minutes(args, trimmer))
+    except UsageError as error:
+        return cannot_start(str(error), write_termination_message)
+    except ConfigError as error:
+        return _failed_to_start(str(error))
+    if args.cpu_extension:
+        try:
+            core.add_extension(args.cpu_extension)
+        except RuntimeError as error:
+            return _failed_to_start(
+                f"--cpu_extension {args.cpu_extension}: OpenVINO cannot load it: {describe(error)}"
+            )
+    configs = serving.models
+    try:
         for config in configs:
             check_target_supported(config.target_device)
-    except (ConfigError, UnsupportedDeviceError) as error:
-        message = f"kubevino-serve cannot start: {error}"
-        log.error("%s", message)
-        write_termination_message(message)
-        return 1
-    core = ov.Core()
+    except UnsupportedDeviceError as error:
+        return _failed_to_start(str(error))
     try:
         devices = report_from_environment(
             core.available_devices, [config.target_device for config in configs]
         )
     except ValueError as error:
-        message = f"kubevino-serve cannot start: {error}"
-        log.error("%s", message)
-        write_termination_message(message)
-        return 1
+        return _failed_to_start(str(error))
     if not _devices_allow_start(devices, configs):
         return 1
     if args.workers > 1 and group is None:
         return supervise(argv, args.workers, args.shutdown_grace_seconds)
-    return asyncio.run(serve(args, configs, core, devices, group))
+    return asyncio.run(
+        serve(args, configs, core, devices, group, families=families, heap_trim=heap_trim)
+    )
+
+
+def _failed_to_start(reason: str) -> int:
+    """What Model Server ends with status 1 for: a config it cannot load, a device it cannot
+    drive (reported, like every start-up error, in the termination message)."""
+    message = f"kubevino-serve cannot start: {reason}"
+    log.error("%s", message)
+    write_termination_message(message)
+    return 1
 
 
 def _devices_allow_start(devices: DeviceReport, configs: list[ModelConfig]) -> bool:

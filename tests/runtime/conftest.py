@@ -47,6 +47,7 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "classifier",
             "--max_request_bytes",
             str(MAX_REQUEST_BYTES),
+            "--metrics_enable",
         ],
         tmp_path_factory.mktemp("server"),
     ) as running:

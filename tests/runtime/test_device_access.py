@@ -120,7 +120,7 @@ def _run(
     """The server as a pod runs it: no capability, the paths the operator would declare
     (``None``: none declared, as in a container started by hand)."""
     args = ["--model_path", str(world.model), "--model_name", "classifier"]
-    args += ["--target_device", target]
+    args += ["--target_device", target, "--metrics_enable"]
     env = {"KUBEVINO_DEVICE_PATHS": device_paths} if device_paths is not None else {}
     with running_server(
         args, tmp_path, wait_live=expect_start, env=env, unprivileged=True, dev=dev

@@ -125,6 +125,7 @@ def test_overload_is_refused_as_retriable_and_the_server_recovers(
         "1",
         "--max_queue",
         "2",
+        "--metrics_enable",
     ]
     with running_server(args, tmp_path) as server:
         server.wait_ready()
@@ -156,6 +157,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(
         "32",
         "--plugin_config",
         '{"INFERENCE_NUM_THREADS": 1}',
+        "--metrics_enable",
     ]
     batch = np.repeat(image, 32, axis=0)
     with running_server(args, tmp_path) as server:

@@ -276,7 +276,6 @@ def test_metrics_move_with_requests(server: RunningServer, image: Image) -> None
         "ovms_request_time_us_bucket",
         "ovms_inference_time_us_count",
         "ovms_wait_for_infer_req_time_us_count",
-        "ovms_infer_req_queue_size",
         "ovms_current_requests",
         "ovms_requests_fail",
         "kubevino_request_queue_depth",

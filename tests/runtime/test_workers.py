@@ -43,7 +43,10 @@ def _alive(pid: int) -> bool:
 
 
 def _args(model_dir: Path) -> list[str]:
-    return ["--model_path", str(model_dir), "--model_name", "shared", "--nireq", "1"]
+    return [
+        *("--model_path", str(model_dir), "--model_name", "shared", "--nireq", "1"),
+        *("--metrics_enable", "--metrics_list", "ovms_requests_success,ovms_infer_req_queue_size"),
+    ]
 
 
 def test_workers_share_the_ports_answer_alike_and_are_counted_together(
