@@ -17,3 +17,9 @@ protoc --python_out="$out" --pyi_out="$out" "${messages[@]}"
 protoc --grpc_python_out="$out" \
   "$tfs/tensorflow_serving/apis/prediction_service.proto" \
   "$tfs/tensorflow_serving/apis/model_service.proto"
+# Every generated module registers into the server's own descriptor pool (protocols/
+# descriptors.py), not protobuf's default one, where client libraries' copies of the same
+# names live.
+find "$out/kubevino_runtime/protocols" -name '*_pb2.py' -print0 | xargs -0 sed -i \
+  -e 's/^from google.protobuf import descriptor_pool as _descriptor_pool$/from kubevino_runtime.protocols.descriptors import POOL as _POOL/' \
+  -e 's/^DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(/DESCRIPTOR = _POOL.AddSerializedFile(/'

@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from kubevino_runtime.engine import LoadedVersion, TensorInfo
 from kubevino_runtime.errors import not_found
 from kubevino_runtime.models import ModelRegistry
+from kubevino_runtime.protocols.descriptors import POOL
 from kubevino_runtime.protocols.tfs_api.tensorflow.core.protobuf import (
     error_codes_pb2,
     meta_graph_pb2,
@@ -87,6 +88,6 @@ def _describe(target: meta_graph_pb2.TensorInfo, info: TensorInfo) -> None:
 def as_json(message: Any) -> dict[str, Any]:
     """Protobuf's JSON mapping with fields at their defaults included, as Model Server sends."""
     document: dict[str, Any] = json_format.MessageToDict(
-        message, always_print_fields_with_no_presence=True
+        message, always_print_fields_with_no_presence=True, descriptor_pool=POOL
     )
     return document

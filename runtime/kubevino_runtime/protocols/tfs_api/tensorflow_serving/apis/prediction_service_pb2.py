@@ -5,7 +5,7 @@
 # Protobuf Python Version: 6.33.5
 """Generated protocol buffer code."""
 from google.protobuf import descriptor as _descriptor
-from google.protobuf import descriptor_pool as _descriptor_pool
+from kubevino_runtime.protocols.descriptors import POOL as _POOL
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
@@ -29,7 +29,7 @@ from kubevino_runtime.protocols.tfs_api.tensorflow_serving.apis import predict_p
 from kubevino_runtime.protocols.tfs_api.tensorflow_serving.apis import regression_pb2 as kubevino__runtime_dot_protocols_dot_tfs__api_dot_tensorflow__serving_dot_apis_dot_regression__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\nSkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/prediction_service.proto\x12\x12tensorflow.serving\x1aOkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/classification.proto\x1aSkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/get_model_metadata.proto\x1aJkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/inference.proto\x1aHkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/predict.proto\x1aKkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/regression.proto2\xfc\x03\n\x11PredictionService\x12\x61\n\x08\x43lassify\x12).tensorflow.serving.ClassificationRequest\x1a*.tensorflow.serving.ClassificationResponse\x12X\n\x07Regress\x12%.tensorflow.serving.RegressionRequest\x1a&.tensorflow.serving.RegressionResponse\x12R\n\x07Predict\x12\".tensorflow.serving.PredictRequest\x1a#.tensorflow.serving.PredictResponse\x12g\n\x0eMultiInference\x12).tensorflow.serving.MultiInferenceRequest\x1a*.tensorflow.serving.MultiInferenceResponse\x12m\n\x10GetModelMetadata\x12+.tensorflow.serving.GetModelMetadataRequest\x1a,.tensorflow.serving.GetModelMetadataResponseB\x03\xf8\x01\x01\x62\x06proto3')
+DESCRIPTOR = _POOL.AddSerializedFile(b'\nSkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/prediction_service.proto\x12\x12tensorflow.serving\x1aOkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/classification.proto\x1aSkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/get_model_metadata.proto\x1aJkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/inference.proto\x1aHkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/predict.proto\x1aKkubevino_runtime/protocols/tfs_api/tensorflow_serving/apis/regression.proto2\xfc\x03\n\x11PredictionService\x12\x61\n\x08\x43lassify\x12).tensorflow.serving.ClassificationRequest\x1a*.tensorflow.serving.ClassificationResponse\x12X\n\x07Regress\x12%.tensorflow.serving.RegressionRequest\x1a&.tensorflow.serving.RegressionResponse\x12R\n\x07Predict\x12\".tensorflow.serving.PredictRequest\x1a#.tensorflow.serving.PredictResponse\x12g\n\x0eMultiInference\x12).tensorflow.serving.MultiInferenceRequest\x1a*.tensorflow.serving.MultiInferenceResponse\x12m\n\x10GetModelMetadata\x12+.tensorflow.serving.GetModelMetadataRequest\x1a,.tensorflow.serving.GetModelMetadataResponseB\x03\xf8\x01\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

@@ -5,7 +5,7 @@
 # Protobuf Python Version: 6.33.5
 """Generated protocol buffer code."""
 from google.protobuf import descriptor as _descriptor
-from google.protobuf import descriptor_pool as _descriptor_pool
+from kubevino_runtime.protocols.descriptors import POOL as _POOL
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
@@ -26,7 +26,7 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from kubevino_runtime.protocols.tfs_api.tensorflow_serving.config import log_collector_config_pb2 as kubevino__runtime_dot_protocols_dot_tfs__api_dot_tensorflow__serving_dot_config_dot_log__collector__config__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\nQkubevino_runtime/protocols/tfs_api/tensorflow_serving/config/logging_config.proto\x12\x12tensorflow.serving\x1a\x19google/protobuf/any.proto\x1aWkubevino_runtime/protocols/tfs_api/tensorflow_serving/config/log_collector_config.proto\"b\n\x15PerTaskSamplingConfig\x12\n\n\x02\x64\x63\x18\x01 \x01(\t\x12\x17\n\ntask_index\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x15\n\rsampling_rate\x18\x03 \x01(\x01\x42\r\n\x0b_task_index\"\xe0\x01\n\x0eSamplingConfig\x12\x15\n\rsampling_rate\x18\x01 \x01(\x01\x12L\n\x19per_task_sampling_configs\x18\x03 \x03(\x0b\x32).tensorflow.serving.PerTaskSamplingConfig\x12\x12\n\nattributes\x18\x02 \x01(\x05\"U\n\nAttributes\x12\x10\n\x0c\x41TTR_DEFAULT\x10\x00\x12\x17\n\x13\x41TTR_REQUEST_ORIGIN\x10\x01\x12\x1c\n\x18\x41TTR_REQUEST_CRITICALITY\x10\x02\"\xc7\x01\n\rLoggingConfig\x12\x44\n\x14log_collector_config\x18\x01 \x01(\x0b\x32&.tensorflow.serving.LogCollectorConfig\x12;\n\x0fsampling_config\x18\x02 \x01(\x0b\x32\".tensorflow.serving.SamplingConfig\x12\x33\n\x15\x63ustom_logging_config\x18\x03 \x01(\x0b\x32\x14.google.protobuf.AnyB\x03\xf8\x01\x01\x62\x06proto3')
+DESCRIPTOR = _POOL.AddSerializedFile(b'\nQkubevino_runtime/protocols/tfs_api/tensorflow_serving/config/logging_config.proto\x12\x12tensorflow.serving\x1a\x19google/protobuf/any.proto\x1aWkubevino_runtime/protocols/tfs_api/tensorflow_serving/config/log_collector_config.proto\"b\n\x15PerTaskSamplingConfig\x12\n\n\x02\x64\x63\x18\x01 \x01(\t\x12\x17\n\ntask_index\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x15\n\rsampling_rate\x18\x03 \x01(\x01\x42\r\n\x0b_task_index\"\xe0\x01\n\x0eSamplingConfig\x12\x15\n\rsampling_rate\x18\x01 \x01(\x01\x12L\n\x19per_task_sampling_configs\x18\x03 \x03(\x0b\x32).tensorflow.serving.PerTaskSamplingConfig\x12\x12\n\nattributes\x18\x02 \x01(\x05\"U\n\nAttributes\x12\x10\n\x0c\x41TTR_DEFAULT\x10\x00\x12\x17\n\x13\x41TTR_REQUEST_ORIGIN\x10\x01\x12\x1c\n\x18\x41TTR_REQUEST_CRITICALITY\x10\x02\"\xc7\x01\n\rLoggingConfig\x12\x44\n\x14log_collector_config\x18\x01 \x01(\x0b\x32&.tensorflow.serving.LogCollectorConfig\x12;\n\x0fsampling_config\x18\x02 \x01(\x0b\x32\".tensorflow.serving.SamplingConfig\x12\x33\n\x15\x63ustom_logging_config\x18\x03 \x01(\x0b\x32\x14.google.protobuf.AnyB\x03\xf8\x01\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
