@@ -6,6 +6,7 @@ Used by the cluster test tier and by ``scripts/local-cluster.py`` for trying kub
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 import subprocess
@@ -23,11 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 SERVICE_CIDR = "10.0.0.0/16"  # room for thousands of Services (the scale bench)
 
 
+@functools.cache
 def kube_binaries() -> Path:
     """The cached binaries, built first when missing (minutes on a cold cache)."""
-    done = subprocess.run(
-        [str(REPO / "scripts" / "kube-bins.sh")], check=True, capture_output=True, text=True
-    )
+    done = subprocess.run([str(REPO / "scripts" / "kube-bins.sh")], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"scripts/kube-bins.sh failed ({done.returncode}):\n{done.stderr[-4000:]}"
+        )
     return Path(done.stdout.strip().splitlines()[-1])
 
 
