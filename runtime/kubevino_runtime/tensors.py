@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kubevino_runtime.errors import invalid
+from kubevino_runtime.jsonbody import parse_json_body
 
 KSERVE_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
@@ -96,10 +96,9 @@ def split_binary_body(body: bytes, header_length: str | None) -> BinaryBody:
             raise invalid(f"{BINARY_HEADER} must be an integer, got {header_length!r}") from None
         if not 0 <= length <= len(body):
             raise invalid(f"{BINARY_HEADER} {length} is outside the body of {len(body)} bytes")
-    try:
-        header = json.loads(bytes(body[:length]))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise invalid(f"request body is not valid JSON: {error}") from None
+    header = parse_json_body(
+        bytes(body[:length]), "request body" if header_length is None else "the JSON header"
+    )
     if not isinstance(header, dict):
         raise invalid("request body must be a JSON object")
     return BinaryBody(header, memoryview(body)[length:])

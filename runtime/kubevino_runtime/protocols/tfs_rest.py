@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from aiohttp import web
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.engine import LoadedVersion, TensorInfo
 from kubevino_runtime.errors import ServingError, invalid, not_found
+from kubevino_runtime.jsonbody import parse_json_body
 from kubevino_runtime.protocols.http_common import handled, read_body
 
 API = "TensorFlowServing"
@@ -169,10 +169,7 @@ class TfServingRest:
         loaded = self.plane.version(info["name"], info.get("version"))
         try:
             body = await read_body(request, self.max_body)
-            try:
-                document = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as error:
-                raise invalid(f"request body is not valid JSON: {error}") from None
+            document = parse_json_body(body)
             if not isinstance(document, dict):
                 raise invalid("request body must be a JSON object")
             if ("instances" in document) == ("inputs" in document):
