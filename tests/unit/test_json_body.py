@@ -3,10 +3,13 @@ anything else is refused with the reason, before Python's parser could recurse o
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kubevino_runtime.errors import ErrorKind, ServingError
 from kubevino_runtime.jsonbody import MAX_JSON_DEPTH, nesting_depth, parse_json_body
+from kubevino_runtime.tensors import MAX_RANK
 
 
 def refusal(body: bytes) -> str:
@@ -33,6 +36,14 @@ def test_nesting_depth_counts_arrays_and_objects_outside_strings(text: bytes, de
 def test_shallow_text_is_measured_by_counting_openers_alone() -> None:
     # an upper bound, exact enough: within the limit either way
     assert nesting_depth(b'{"a": [[1], [2]], "b": {}}') <= MAX_JSON_DEPTH
+
+
+def test_every_tensor_rank_fits_in_the_deepest_envelope() -> None:
+    tensor: object = 1.0
+    for _ in range(MAX_RANK):
+        tensor = [tensor]
+    tf_serving_row = json.dumps({"instances": [{"input": tensor}]}).encode()
+    assert parse_json_body(tf_serving_row)["instances"][0]["input"] == tensor
 
 
 @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 1000, 200_000])

@@ -20,7 +20,7 @@ from kubevino_runtime.protocols.kserve_wire import (
     MalformedRequest,
     parse_infer_request,
 )
-from kubevino_runtime.tensors import from_json_data, from_raw, kserve_datatype, numpy_dtype
+from kubevino_runtime.tensors import from_raw, from_typed_contents, kserve_datatype, numpy_dtype
 
 API = "KServe"
 _SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
@@ -69,7 +69,8 @@ def decode_inputs(
         field = _CONTENTS_FIELD.get(tensor.datatype)
         if field is None:
             raise invalid(f"input {name}: {tensor.datatype} needs raw_input_contents")
-        inputs[name] = from_json_data(list(getattr(tensor.contents, field)), shape, dtype, name)
+        values = list(getattr(tensor.contents, field))
+        inputs[name] = from_typed_contents(values, shape, dtype, name)
     return inputs
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
@@ -13,6 +12,7 @@ from kubevino_runtime.engine import LoadedVersion, TensorInfo
 from kubevino_runtime.errors import ServingError, invalid, not_found
 from kubevino_runtime.jsonbody import parse_json_body
 from kubevino_runtime.protocols.http_common import handled, read_body
+from kubevino_runtime.tensors import json_array
 
 API = "TensorFlowServing"
 _NAME = "{name:[^/:]+}"
@@ -35,12 +35,7 @@ _TF_DTYPES = {
 
 
 def _array(value: Any, info: TensorInfo) -> npt.NDArray[Any]:
-    try:
-        return np.asarray(value, dtype=info.element_type)
-    except (TypeError, ValueError) as error:
-        raise invalid(
-            f"input {info.name}: values do not fit {info.element_type} or are ragged: {error}"
-        ) from None
+    return json_array(value, info.element_type, info.name)
 
 
 def _row_inputs(instances: Any, loaded: LoadedVersion) -> dict[str, npt.NDArray[Any]]:
