@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ KSERVE_TO_NUMPY: dict[str, np.dtype[Any]] = {
 }
 NUMPY_TO_KSERVE = {dtype: name for name, dtype in KSERVE_TO_NUMPY.items()}
 BINARY_HEADER = "Inference-Header-Content-Length"
+_DECIMAL = re.compile("[0-9]+")
 _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlong = 3, 6, 4, 40
 
@@ -262,12 +264,16 @@ def split_binary_body(body: bytes, header_length: str | None) -> BinaryBody:
     if header_length is None:
         length = len(body)
     else:
-        try:
-            length = int(header_length)
-        except ValueError:
-            raise invalid(f"{BINARY_HEADER} must be an integer, got {header_length!r}") from None
-        if not 0 <= length <= len(body):
-            raise invalid(f"{BINARY_HEADER} {length} is outside the body of {len(body)} bytes")
+        # Digits only: int() would also take "-1", "+5", "1_0" and non-ASCII digits.
+        if not _DECIMAL.fullmatch(header_length):
+            raise invalid(f"{BINARY_HEADER} must be a number of bytes, got {_brief(header_length)}")
+        # A length with more digits than the body has bytes is past its end (and int() of
+        # thousands of digits is slow or refused).
+        length = int(header_length) if len(header_length) <= 20 else len(body) + 1
+        if length > len(body):
+            raise invalid(
+                f"{BINARY_HEADER} {_brief(header_length)} is more than the body's {len(body)} bytes"
+            )
     header = parse_json_body(
         bytes(body[:length]), "request body" if header_length is None else "the JSON header"
     )
