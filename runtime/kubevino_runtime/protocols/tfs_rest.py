@@ -11,6 +11,7 @@ from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.engine import LoadedVersion, TensorInfo
 from kubevino_runtime.errors import ServingError, invalid, not_found
 from kubevino_runtime.jsonbody import parse_json_body
+from kubevino_runtime.models import parse_version
 from kubevino_runtime.protocols.http_common import handled, read_body
 from kubevino_runtime.tensors import json_array
 
@@ -116,9 +117,10 @@ class TfServingRest:
         served = self.plane.registry.model(info["name"])
         numbers = sorted(served.status, reverse=True)
         if "version" in info:
-            numbers = [n for n in numbers if n == int(info["version"])]
+            wanted = parse_version(info["version"])
+            numbers = [n for n in numbers if n == wanted]
             if not numbers:
-                raise not_found(f"model {info['name']} has no version {info['version']}")
+                raise not_found(f"model {info['name']} has no version {wanted or 0}")
         return web.json_response(
             {
                 "model_version_status": [
