@@ -28,6 +28,7 @@ from kubevino_runtime.engine import UnsupportedDeviceError, check_target_support
 from kubevino_runtime.metrics import Metrics
 from kubevino_runtime.models import ModelRegistry
 from kubevino_runtime.protocols import kserve_grpc
+from kubevino_runtime.protocols.http_common import json_errors
 from kubevino_runtime.protocols.kserve_rest import KServeRest
 from kubevino_runtime.protocols.tfs_rest import TfServingRest
 from kubevino_runtime.repository import (
@@ -235,7 +236,7 @@ async def serve(
     server = Server(args, registry, plane, devices)
     server.config_mtime = server._config_mtime()
 
-    app = web.Application(client_max_size=args.max_request_bytes)
+    app = web.Application(client_max_size=args.max_request_bytes, middlewares=[json_errors])
     app.add_routes(KServeRest(plane, args.max_request_bytes).routes())
     app.add_routes(TfServingRest(plane, args.max_request_bytes).routes())
     app.add_routes(
