@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import grpc
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 
 from kubevino_runtime.dataplane import DataPlane
@@ -142,12 +143,9 @@ class KServeGrpc(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(  # noqa: N802
         self,
-        wire: InferRequestWire | MalformedRequest,
+        wire: InferRequestWire,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.ModelInferResponse:
-        if isinstance(wire, MalformedRequest):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, wire.reason)
-            raise AssertionError("abort returns only by raising")
         request = wire.request
         try:
             loaded = self.plane.version(request.model_name, request.model_version)
@@ -178,15 +176,40 @@ class KServeGrpc(pb_grpc.GRPCInferenceServiceServicer):
         return response
 
 
+def _parsing(request_class: Any) -> Callable[[bytes], Any]:
+    """A deserializer that never raises: gRPC answers a deserializer's exception UNKNOWN, so a
+    body that is not the method's message becomes a MalformedRequest the handler refuses."""
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return request_class.FromString(data)
+        except DecodeError as error:
+            return MalformedRequest(f"request is not a valid {request_class.__name__}: {error}")
+
+    return deserialize
+
+
+def _refusing_malformed(
+    handler: Callable[..., Awaitable[Any]],
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, MalformedRequest):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+            raise AssertionError("abort returns only by raising")
+        return await handler(request, context)
+
+    return handle
+
+
 def _method_handlers(servicer: KServeGrpc) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
     """The generated registration, except that ModelInfer keeps its tensors in the received
-    buffer (kserve_wire); every other method parses its message with protobuf as usual."""
+    buffer (kserve_wire), and that a body which does not parse is INVALID_ARGUMENT."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in _SERVICE_DESCRIPTOR.methods:
         request_class = GetMessageClass(method.input_type)
         response_class = GetMessageClass(method.output_type)
         deserialize = (
-            parse_infer_request if method.name == "ModelInfer" else request_class.FromString
+            parse_infer_request if method.name == "ModelInfer" else _parsing(request_class)
         )
         make = (
             grpc.stream_stream_rpc_method_handler
@@ -194,7 +217,7 @@ def _method_handlers(servicer: KServeGrpc) -> dict[str, grpc.RpcMethodHandler[An
             else grpc.unary_unary_rpc_method_handler
         )
         handlers[method.name] = make(
-            getattr(servicer, method.name),
+            _refusing_malformed(getattr(servicer, method.name)),
             request_deserializer=deserialize,
             response_serializer=response_class.SerializeToString,
         )
