@@ -204,7 +204,10 @@ def _objects_as_floats(values: npt.NDArray[Any], name: str, tensor: str) -> npt.
 
 
 def _first(values: npt.NDArray[Any], where: npt.NDArray[np.bool_]) -> str:
-    return _brief(values.reshape(-1)[int(np.argmax(where.reshape(-1)))].item())
+    """The first value where ``where`` holds. An object array (numbers of mixed kinds, say an
+    integer beyond 64 bits beside a float) holds Python numbers, not numpy scalars."""
+    value = values.reshape(-1)[int(np.argmax(where.reshape(-1)))]
+    return _brief(value.item() if isinstance(value, np.generic) else value)
 
 
 def _first_unlike(values: npt.NDArray[Any], accepted: Callable[[Any], bool]) -> str:

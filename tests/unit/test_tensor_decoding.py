@@ -74,6 +74,9 @@ def test_a_zero_sized_shape_within_the_addressable_size_is_a_shape() -> None:
         ([65520.0], FP16, "65520.0 is outside FP16's range"),
         ([10**400], FP32, "is outside FP32's range"),
         ([float("inf")], FP32, "beyond a 64-bit float's range"),  # JSON 1e999
+        # numbers of mixed kinds numpy keeps as Python objects
+        ([float("inf"), -(2**63) - 1], FP32, "beyond a 64-bit float's range (inf)"),
+        ([1e39, 2**70], FP32, "1e+39 is outside FP32's range"),
         ([None, 1.0], FP32, "FP32 takes numbers, data holds null"),
         (["1.0"], FP32, 'FP32 takes numbers, data holds "1.0"'),
         ([True], FP32, "FP32 takes numbers, data holds true"),
