@@ -45,6 +45,10 @@ class ServedVersion:
         return next(meta for meta in self.outputs if meta.name == name)
 
 
+def _tensors(items: list[dict[str, Any]]) -> tuple[TensorMeta, ...]:
+    return tuple(TensorMeta(item["name"], item["datatype"], tuple(item["shape"])) for item in items)
+
+
 def read_catalog(rest_port: int) -> tuple[ServedVersion, ...]:
     """Every version of every fuzz model, as its KServe v2 metadata describes it."""
     served: list[ServedVersion] = []
@@ -54,20 +58,13 @@ def read_catalog(rest_port: int) -> tuple[ServedVersion, ...]:
             answer = send(rest_port, RawRequest("GET", target))
             assert answer is not None and answer.status == 200, (target, answer)
             metadata = strict_json(answer.body)
-
-            def tensors(items: list[dict[str, Any]]) -> tuple[TensorMeta, ...]:
-                return tuple(
-                    TensorMeta(item["name"], item["datatype"], tuple(item["shape"]))
-                    for item in items
-                )
-
             served.append(
                 ServedVersion(
                     model.name,
                     version,
                     version == model.latest,
-                    tensors(metadata["inputs"]),
-                    tensors(metadata["outputs"]),
+                    _tensors(metadata["inputs"]),
+                    _tensors(metadata["outputs"]),
                 )
             )
     return tuple(served)

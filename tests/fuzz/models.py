@@ -91,7 +91,6 @@ COUNTS = FuzzModel(
     },
 )
 MODELS = (AFFINE, RANGED, COUNTS)
-MODEL_BY_NAME = {model.name: model for model in MODELS}
 
 
 def model_file(base: Path, model: FuzzModel, version: int) -> Path:
