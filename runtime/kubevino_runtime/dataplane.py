@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from kubevino_runtime import __version__
 from kubevino_runtime.engine import LoadedVersion
-from kubevino_runtime.errors import ServingError
+from kubevino_runtime.errors import ErrorKind, ServingError
 from kubevino_runtime.metrics import Metrics
 from kubevino_runtime.models import ModelRegistry
 from kubevino_runtime.tensors import kserve_datatype
@@ -42,10 +42,12 @@ class DataPlane:
         return self.registry.get(name, version)
 
     def model_ready(self, name: str, version: str | None) -> bool:
+        """Whether the version serves; an unknown model or version, or a version that is no
+        number, is the client's mistake and raised as such (never a plain "not ready")."""
         try:
             self.registry.get(name, version)
         except ServingError as error:
-            if error.http_status == 404:
+            if error.kind is not ErrorKind.UNAVAILABLE:
                 raise
             return False
         return not self.registry.shutting_down

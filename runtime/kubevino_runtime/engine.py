@@ -45,15 +45,28 @@ class TensorInfo:
     name: str
     element_type: np.dtype[Any]
     shape: tuple[int, ...]  # -1 for a dynamic dimension
+    # Each dimension's smallest and largest size (None: unbounded). A dynamic dimension may
+    # still be bounded (``--shape "(1:8,3)"``, an IR's ``1..8``), which metadata's -1 does not
+    # show; OpenVINO refuses a tensor outside the bounds only when it infers.
+    bounds: tuple[tuple[int, int | None], ...]
 
     @property
     def is_static(self) -> bool:
         return -1 not in self.shape
 
     def accepts(self, shape: tuple[int, ...]) -> bool:
-        return len(shape) == len(self.shape) and all(
-            want in (-1, got) for want, got in zip(self.shape, shape, strict=True)
+        return len(shape) == len(self.bounds) and all(
+            low <= got and (high is None or got <= high)
+            for (low, high), got in zip(self.bounds, shape, strict=True)
         )
+
+    def shape_text(self) -> str:
+        """The accepted shape, a bounded dynamic dimension as ``low..high``, an unbounded ``?``."""
+        dims = [
+            str(low) if low == high else f"{low}..{high}" if high is not None else "?"
+            for low, high in self.bounds
+        ]
+        return f"[{', '.join(dims)}]"
 
 
 def check_target_supported(target_device: str) -> None:
@@ -73,8 +86,12 @@ def check_target_supported(target_device: str) -> None:
 def _tensor_info(port: Any) -> TensorInfo:
     partial = port.get_partial_shape()
     shape = tuple(-1 if dim.is_dynamic else dim.get_length() for dim in partial)
+    bounds = tuple(
+        (dim.get_min_length(), None if dim.get_max_length() < 0 else dim.get_max_length())
+        for dim in partial
+    )
     element = np.dtype(port.get_element_type().to_dtype())
-    return TensorInfo(port.get_any_name(), element, shape)
+    return TensorInfo(port.get_any_name(), element, shape, bounds)
 
 
 def partial_shape(text: str) -> ov.PartialShape:
@@ -175,9 +192,10 @@ class LoadedVersion:
                     f"got {_kind(array.dtype)}"
                 )
             if not info.accepts(tuple(array.shape)):
+                bounded = "" if info.is_static else f" ({info.shape_text()})"
                 raise invalid(
-                    f"input {name} of model {self.name} expects shape {list(info.shape)}, "
-                    f"got {list(array.shape)}"
+                    f"input {name} of model {self.name} expects shape {list(info.shape)}"
+                    f"{bounded}, got {list(array.shape)}"
                 )
 
     async def infer(self, inputs: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +25,32 @@ from kubevino_runtime.preprocessing import describe
 from kubevino_runtime.repository import ModelConfig, discover_versions, select_versions
 
 log = logging.getLogger("kubevino.models")
+
+
+# Model Server's version numbers are int64.
+MAX_VERSION = 2**63 - 1
+_DECIMAL = re.compile("[0-9]+")
+
+
+def parse_version(version: str | int | None) -> int | None:
+    """A requested version: None (the latest) when absent, empty or 0, as in Model Server and
+    KServe; a client error for anything but decimal digits (int() would also take " 1", "+1",
+    "1_0" and non-ASCII digits); a version no model can have (past int64) is not found."""
+    if version in (None, "", 0):
+        return None
+    text = str(version)
+    if not _DECIMAL.fullmatch(text):
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise ServingError(
+            ErrorKind.INVALID, f"model version must be a positive integer, got {shown!r}"
+        )
+    digits = text.lstrip("0")
+    if not digits:
+        return None
+    if len(digits) > len(str(MAX_VERSION)) or int(digits) > MAX_VERSION:
+        shown = digits if len(digits) <= 40 else digits[:40] + "…"
+        raise not_found(f"no model has version {shown}: versions are at most {MAX_VERSION}")
+    return int(digits)
 
 
 @dataclass
@@ -67,16 +94,11 @@ class ModelRegistry:
 
     def get(self, name: str, version: str | int | None) -> LoadedVersion:
         served = self.model(name)
-        if version in (None, "", 0, "0"):
+        number = parse_version(version)
+        if number is None:
             if not served.loaded:
                 raise ServingError(ErrorKind.UNAVAILABLE, f"model {name} has no loaded version yet")
             return served.loaded[max(served.loaded)]
-        try:
-            number = int(version)
-        except ValueError:
-            raise ServingError(
-                ErrorKind.INVALID, f"model version must be a positive integer, got {version!r}"
-            ) from None
         loaded = served.loaded.get(number)
         if loaded is not None:
             return loaded

@@ -40,6 +40,7 @@ from kubevino_runtime.preprocessing import (
     parse_precision,
 )
 from kubevino_runtime.protocols import kserve_grpc, tfs_grpc
+from kubevino_runtime.protocols.http_common import json_errors
 from kubevino_runtime.protocols.kserve_rest import KServeRest
 from kubevino_runtime.protocols.tfs_rest import TfServingRest
 from kubevino_runtime.repository import (
@@ -280,7 +281,7 @@ async def serve(
     server = Server(args, registry, plane, devices, core, families)
     server.config_mtime = server._config_mtime()
 
-    app = web.Application(client_max_size=args.max_request_bytes)
+    app = web.Application(client_max_size=args.max_request_bytes, middlewares=[json_errors])
     app.on_response_prepare.append(_cors(args))
     app.add_routes(KServeRest(plane, args.max_request_bytes).routes())
     app.add_routes(TfServingRest(plane, args.max_request_bytes).routes())

@@ -171,7 +171,7 @@ REST_MISTAKES: list[tuple[str, str, Any, int, str]] = [
     ("GET", "/v2/models/nope", None, 404, "model nope is not served here"),
     ("POST", "/v1/models/nope:predict", {"instances": [1]}, 404, "model nope is not served here"),
     ("POST", "/v1/models/classifier:predict", {"instances": [[1, 2]]}, 400, "expects shape"),
-    ("POST", "/v1/models/classifier:predict", {"instances": [["a"]]}, 400, "do not fit"),
+    ("POST", "/v1/models/classifier:predict", {"instances": [["a"]]}, 400, "takes numbers"),
     ("POST", "/v1/models/classifier:predict", {"rows": []}, 400, "exactly one of 'instances'"),
     ("GET", "/v1/models/classifier/versions/9", None, 404, "has no version 9"),
 ]

@@ -7,11 +7,8 @@ import numpy as np
 import pytest
 
 from kubevino_runtime.protocols import kserve_v2_pb2 as pb
-from kubevino_runtime.protocols.kserve_wire import (
-    InferRequestWire,
-    MalformedRequest,
-    parse_infer_request,
-)
+from kubevino_runtime.protocols.grpc_common import MalformedRequest
+from kubevino_runtime.protocols.kserve_wire import InferRequestWire, parse_infer_request
 
 
 def _request(*tensors: bytes) -> pb.ModelInferRequest:

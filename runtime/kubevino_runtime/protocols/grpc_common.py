@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 
 from kubevino_runtime.errors import ErrorKind, ServingError
@@ -23,6 +25,40 @@ GRPC_STATUS = {
 Deserializer = Callable[[bytes], Any]
 
 
+@dataclass(frozen=True)
+class MalformedRequest:
+    """What a body that is not the method's request message turned into: gRPC answers an
+    exception raised by a deserializer UNKNOWN, so deserializers return this instead and the
+    method is refused INVALID_ARGUMENT with the reason before it runs."""
+
+    reason: str
+
+
+def parsing(method: MethodDescriptor) -> Deserializer:
+    """Protobuf's parser for the method's request message, never raising."""
+    message_class = GetMessageClass(method.input_type)
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as error:
+            return MalformedRequest(f"request is not a valid {method.input_type.name}: {error}")
+
+    return deserialize
+
+
+def refusing_malformed(
+    handler: Callable[..., Awaitable[Any]],
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, MalformedRequest):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+            raise AssertionError("abort returns only by raising")
+        return await handler(request, context)
+
+    return handle
+
+
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: ServingError) -> NoReturn:
     await context.abort(GRPC_STATUS[error.kind], error.message)
     raise AssertionError("abort returns only by raising")
@@ -31,10 +67,11 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: ServingError
 def method_handlers(
     service: ServiceDescriptor,
     servicer: object,
-    deserializer: Callable[[MethodDescriptor], Deserializer],
+    deserializer: Callable[[MethodDescriptor], Deserializer] = parsing,
 ) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """A handler per method of ``service``, calling the servicer's method of the same name;
-    ``deserializer`` chooses how each method's request bytes are read."""
+    """A handler per method of ``service``, calling the servicer's method of the same name
+    unless the request did not parse; ``deserializer`` chooses how each method's request bytes
+    are read (it returns a MalformedRequest rather than raising)."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
         make = (
@@ -43,7 +80,7 @@ def method_handlers(
             else grpc.unary_unary_rpc_method_handler
         )
         handlers[method.name] = make(
-            getattr(servicer, method.name),
+            refusing_malformed(getattr(servicer, method.name)),
             request_deserializer=deserializer(method),
             response_serializer=GetMessageClass(method.output_type).SerializeToString,
         )

@@ -9,7 +9,6 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.descriptor import MethodDescriptor
-from google.protobuf.message_factory import GetMessageClass
 
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.engine import LoadedVersion
@@ -21,13 +20,13 @@ from kubevino_runtime.protocols.grpc_common import (
     Deserializer,
     add_service,
     method_handlers,
+    parsing,
 )
 from kubevino_runtime.protocols.kserve_wire import (
     InferRequestWire,
-    MalformedRequest,
     parse_infer_request,
 )
-from kubevino_runtime.tensors import from_json_data, from_raw, kserve_datatype, numpy_dtype
+from kubevino_runtime.tensors import from_raw, from_typed_contents, kserve_datatype, numpy_dtype
 
 API = "KServe"
 _SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
@@ -67,7 +66,8 @@ def decode_inputs(
         field = _CONTENTS_FIELD.get(tensor.datatype)
         if field is None:
             raise invalid(f"input {name}: {tensor.datatype} needs raw_input_contents")
-        inputs[name] = from_json_data(list(getattr(tensor.contents, field)), shape, dtype, name)
+        values = list(getattr(tensor.contents, field))
+        inputs[name] = from_typed_contents(values, shape, dtype, name)
     return inputs
 
 
@@ -139,12 +139,9 @@ class KServeGrpc(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(  # noqa: N802
         self,
-        wire: InferRequestWire | MalformedRequest,
+        wire: InferRequestWire,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.ModelInferResponse:
-        if isinstance(wire, MalformedRequest):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, wire.reason)
-            raise AssertionError("abort returns only by raising")
         request = wire.request
         try:
             loaded = self.plane.version(request.model_name, request.model_version)
@@ -178,10 +175,7 @@ class KServeGrpc(pb_grpc.GRPCInferenceServiceServicer):
 def _deserializer(method: MethodDescriptor) -> Deserializer:
     """ModelInfer keeps its tensors in the received buffer (kserve_wire); every other method
     parses its message with protobuf as usual."""
-    if method.name == "ModelInfer":
-        return parse_infer_request
-    parse: Deserializer = GetMessageClass(method.input_type).FromString
-    return parse
+    return parse_infer_request if method.name == "ModelInfer" else parsing(method)
 
 
 def add_to_server(plane: DataPlane, server: grpc.aio.Server) -> None:

@@ -25,6 +25,16 @@ from kubevino_runtime.tensors import (
 API = "KServe"
 
 
+def _parameters(owner: dict[str, Any], where: str) -> dict[str, Any]:
+    """An object's optional ``parameters``: KServe defines them as a JSON object."""
+    parameters = owner.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise invalid(f"{where}: 'parameters' must be an object")
+    return parameters
+
+
 def _decode_inputs(header: dict[str, Any], payload: memoryview) -> dict[str, npt.NDArray[Any]]:
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
@@ -37,16 +47,16 @@ def _decode_inputs(header: dict[str, Any], payload: memoryview) -> dict[str, npt
         name, shape, datatype = item.get("name"), item.get("shape"), item.get("datatype")
         if not isinstance(name, str):
             raise invalid(f"inputs[{index}] needs a 'name'")
-        if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
-            raise invalid(f"input {name}: 'shape' must be a list of integers")
         if not isinstance(datatype, str):
             raise invalid(f"input {name}: 'datatype' is required")
         if name in inputs:
             raise invalid(f"input {name} is given twice")
         dtype = numpy_dtype(datatype, name)
-        size = (item.get("parameters") or {}).get("binary_data_size")
+        size = _parameters(item, f"input {name}").get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(payload):
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise invalid(f"input {name}: binary_data_size must be a number of bytes")
+            if offset + size > len(payload):
                 raise invalid(
                     f"input {name}: binary_data_size {size} runs past the {len(payload)} "
                     "bytes after the JSON header"
@@ -63,18 +73,36 @@ def _decode_inputs(header: dict[str, Any], payload: memoryview) -> dict[str, npt
 
 
 def _wanted_outputs(header: dict[str, Any], available: list[str]) -> list[tuple[str, bool]]:
-    default_binary = bool((header.get("parameters") or {}).get("binary_data_output", False))
+    default_binary = _parameters(header, "request").get("binary_data_output", False)
+    if not isinstance(default_binary, bool):
+        raise invalid("parameters.binary_data_output must be true or false")
     requested = header.get("outputs")
+    if requested is None:
+        return [(name, default_binary) for name in available]
+    if not isinstance(requested, list):
+        raise invalid("'outputs' must be an array of {\"name\": ...} objects")
     if not requested:
         return [(name, default_binary) for name in available]
     wanted = []
-    for item in requested:
+    for index, item in enumerate(requested):
         name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise invalid(f"outputs[{index}] must be an object with a 'name'")
         if name not in available:
             raise invalid(f"model has no output {name!r}; its outputs are {', '.join(available)}")
-        binary = (item.get("parameters") or {}).get("binary_data", default_binary)
-        wanted.append((name, bool(binary)))
+        binary = _parameters(item, f"output {name}").get("binary_data", default_binary)
+        if not isinstance(binary, bool):
+            raise invalid(f"output {name}: parameters.binary_data must be true or false")
+        wanted.append((name, binary))
     return wanted
+
+
+def _request_id(header: dict[str, Any]) -> str | None:
+    """The optional request ``id``, echoed in the answer: KServe defines it as a string."""
+    request_id = header.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise invalid("'id' must be a string")
+    return request_id
 
 
 def _encode_outputs(
@@ -150,6 +178,7 @@ class KServeRest:
             parsed = split_binary_body(body, request.headers.get(BINARY_HEADER))
             inputs = _decode_inputs(parsed.header, parsed.payload)
             wanted = _wanted_outputs(parsed.header, [output.name for output in loaded.outputs])
+            request_id = _request_id(parsed.header)
         except ServingError:
             self.plane.count_failure(API, "REST", "ModelInfer", loaded.name, str(loaded.version))
             raise
@@ -160,8 +189,8 @@ class KServeRest:
             "model_version": str(loaded.version),
             "outputs": described,
         }
-        if "id" in parsed.header:
-            response["id"] = parsed.header["id"]
+        if request_id is not None:
+            response["id"] = request_id
         head = json.dumps(response).encode()
         if not chunks:
             return web.Response(body=head, content_type="application/json")

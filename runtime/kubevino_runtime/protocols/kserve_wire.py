@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 from kubevino_runtime.protocols import kserve_v2_pb2 as pb
+from kubevino_runtime.protocols.grpc_common import MalformedRequest
 
 RAW_INPUT_CONTENTS = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
@@ -27,13 +28,6 @@ class InferRequestWire:
 
     request: pb.ModelInferRequest
     raw_input_contents: list[memoryview]
-
-
-@dataclass(frozen=True)
-class MalformedRequest:
-    """What a body that is not a ModelInferRequest turned into, for a clear INVALID_ARGUMENT."""
-
-    reason: str
 
 
 def _varint(data: bytes, position: int) -> tuple[int, int]:

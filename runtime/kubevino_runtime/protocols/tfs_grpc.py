@@ -14,20 +14,16 @@ from typing import Any, NoReturn, TypeAlias
 
 import grpc
 import numpy.typing as npt
-from google.protobuf.descriptor import MethodDescriptor
-from google.protobuf.message import DecodeError, Message
-from google.protobuf.message_factory import GetMessageClass
+from google.protobuf.message import Message
 
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.engine import LoadedVersion
 from kubevino_runtime.errors import ServingError, invalid, not_found
 from kubevino_runtime.protocols.grpc_common import (
-    Deserializer,
     abort,
     add_service,
     method_handlers,
 )
-from kubevino_runtime.protocols.kserve_wire import MalformedRequest
 from kubevino_runtime.protocols.tfs_api.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -53,21 +49,6 @@ _USE_PREDICT = (
     "this server runs OpenVINO models, which have no TensorFlow classification or regression "
     "signature; send the model's inputs to PredictionService/Predict (or KServe ModelInfer)"
 )
-
-
-def _lenient(method: MethodDescriptor) -> Deserializer:
-    message_class = GetMessageClass(method.input_type)
-
-    def parse(data: bytes) -> Message | MalformedRequest:
-        try:
-            message: Message = message_class.FromString(data)
-        except DecodeError as error:
-            return MalformedRequest(
-                f"request is not a valid {method.input_type.full_name}: {error}"
-            )
-        return message
-
-    return parse
 
 
 def requested_version(spec: model_pb2.ModelSpec) -> int | None:
@@ -108,10 +89,8 @@ class PredictionService:
         self.plane = plane
 
     async def Predict(  # noqa: N802 - the protocol's method names
-        self, request: predict_pb2.PredictRequest | MalformedRequest, context: Context
+        self, request: predict_pb2.PredictRequest, context: Context
     ) -> predict_pb2.PredictResponse:
-        if isinstance(request, MalformedRequest):
-            await abort(context, invalid(request.reason))
         try:
             spec = request.model_spec
             loaded = self.plane.version(_model_name(spec), requested_version(spec))
@@ -137,11 +116,9 @@ class PredictionService:
 
     async def GetModelMetadata(  # noqa: N802
         self,
-        request: get_model_metadata_pb2.GetModelMetadataRequest | MalformedRequest,
+        request: get_model_metadata_pb2.GetModelMetadataRequest,
         context: Context,
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        if isinstance(request, MalformedRequest):
-            await abort(context, invalid(request.reason))
         try:
             # Checked before the model is looked up, in Model Server's order.
             if not request.HasField("model_spec"):
@@ -174,11 +151,9 @@ class ModelService:
 
     async def GetModelStatus(  # noqa: N802
         self,
-        request: get_model_status_pb2.GetModelStatusRequest | MalformedRequest,
+        request: get_model_status_pb2.GetModelStatusRequest,
         context: Context,
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        if isinstance(request, MalformedRequest):
-            await abort(context, invalid(request.reason))
         try:
             spec = request.model_spec
             return model_status(self.plane.registry, _model_name(spec), requested_version(spec))
@@ -206,4 +181,4 @@ def add_to_server(plane: DataPlane, server: grpc.aio.Server) -> None:
         (PREDICTION_SERVICE, PredictionService(plane)),
         (MODEL_SERVICE, ModelService(plane)),
     ):
-        add_service(server, service, method_handlers(service, servicer, _lenient))
+        add_service(server, service, method_handlers(service, servicer))

@@ -7,18 +7,19 @@ loaded version for predict and metadata, every version for status.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.engine import LoadedVersion, TensorInfo
 from kubevino_runtime.errors import ServingError, invalid
+from kubevino_runtime.jsonbody import parse_json_body
+from kubevino_runtime.models import parse_version
 from kubevino_runtime.protocols.http_common import handled, read_body
 from kubevino_runtime.protocols.tfs_messages import as_json, model_metadata, model_status
+from kubevino_runtime.tensors import json_array
 
 API = "TensorFlowServing"
 _NAME = "{name:[^/:]+}"
@@ -26,12 +27,7 @@ _VERSION = "{version:[0-9]+}"
 
 
 def _array(value: Any, info: TensorInfo) -> npt.NDArray[Any]:
-    try:
-        return np.asarray(value, dtype=info.element_type)
-    except (TypeError, ValueError) as error:
-        raise invalid(
-            f"input {info.name}: values do not fit {info.element_type} or are ragged: {error}"
-        ) from None
+    return json_array(value, info.element_type, info.name)
 
 
 def _row_inputs(instances: Any, loaded: LoadedVersion) -> dict[str, npt.NDArray[Any]]:
@@ -95,7 +91,9 @@ class TfServingRest:
 
     async def status(self, request: web.Request) -> web.Response:
         info = request.match_info
-        version = int(info["version"]) if "version" in info else None
+        # Digits only (the route says so), but as many as a client sends: past int64 no
+        # model has that version.
+        version = parse_version(info["version"]) if "version" in info else None
         response = model_status(self.plane.registry, info["name"], version)
         return web.json_response(as_json(response))
 
@@ -109,10 +107,7 @@ class TfServingRest:
         loaded = self.plane.version(info["name"], info.get("version"))
         try:
             body = await read_body(request, self.max_body)
-            try:
-                document = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as error:
-                raise invalid(f"request body is not valid JSON: {error}") from None
+            document = parse_json_body(body)
             if not isinstance(document, dict):
                 raise invalid("request body must be a JSON object")
             if ("instances" in document) == ("inputs" in document):

@@ -10,6 +10,7 @@ Model Server does.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy.typing as npt
 
 from kubevino_runtime.errors import invalid
 from kubevino_runtime.protocols.tfs_api.tensorflow.core.framework import tensor_pb2, types_pb2
-from kubevino_runtime.tensors import element_count
+from kubevino_runtime.tensors import checked_shape
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,8 @@ def decode_tensor(name: str, proto: tensor_pb2.TensorProto) -> npt.NDArray[Any]:
         )
     if proto.tensor_shape.unknown_rank:
         raise invalid(f"input {name}: tensor_shape has unknown_rank set; give its dimensions")
-    shape = [dim.size for dim in proto.tensor_shape.dim]
-    count = element_count(shape, name)
+    shape = list(checked_shape([dim.size for dim in proto.tensor_shape.dim], entry.numpy, name))
+    count = math.prod(shape)
     given = [field for field in _VALUE_FIELDS if len(getattr(proto, field))]
     if proto.tensor_content:
         if given:

@@ -1,0 +1,31 @@
+"""Fuzz tier: hypothesis against one real ``kubevino-serve`` process per module.
+
+The promise under test (README): a client's mistake is a 4xx, or a client-side gRPC status,
+whose message says what is wrong — never a 5xx, UNKNOWN or INTERNAL. properties.py states the
+property once for every protocol; sentinel.py checks between batches of cases that the server
+still runs, answers every protocol's known-valid request with what in-process OpenVINO computes,
+logged no traceback and holds bounded memory.
+
+Run it::
+
+    .venv/bin/pytest tests/fuzz                              # CI size: about 6000 cases
+    KUBEVINO_FUZZ_EXAMPLES=50000 .venv/bin/pytest tests/fuzz  # a longer run, same property
+    KUBEVINO_FUZZ_SEED=7 .venv/bin/pytest tests/fuzz          # other cases than CI's
+
+Cases are derandomized (the project's hypothesis profile): every run draws the same ones.
+
+Layout: one module per protocol, each a set of strategies that build requests from the served
+models' own metadata (catalog.py) and mutate them (strategies.py holds the shared hostile
+ingredients), checked by properties.py:
+
+* test_kserve_rest.py — KServe v2 REST inference: JSON bodies, the binary tensor extension;
+* test_kserve_grpc.py — KServe v2 gRPC: ModelInfer, random bytes to every method, metadata;
+* test_tfs_rest.py — TF-Serving REST predict, row and column formats;
+* test_http_routes.py — every REST route: hostile names and versions, methods, content types,
+  HTTP framing.
+
+TODO(tfs-grpc): the TF-Serving gRPC API (PredictionService / ModelService) is one more module,
+``test_tfs_grpc.py``, built like test_kserve_grpc.py: requests from the models' metadata,
+mutated, sent with ``properties.call_grpc``; plus its known-valid Predict in
+``known_valid.KNOWN_VALID`` so every module's sentinel checks it too.
+"""
