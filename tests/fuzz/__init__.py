@@ -21,11 +21,8 @@ ingredients), checked by properties.py:
 * test_kserve_rest.py — KServe v2 REST inference: JSON bodies, the binary tensor extension;
 * test_kserve_grpc.py — KServe v2 gRPC: ModelInfer, random bytes to every method, metadata;
 * test_tfs_rest.py — TF-Serving REST predict, row and column formats;
+* test_tfs_grpc.py — TF-Serving gRPC: Predict (tensor_content and typed values), random bytes
+  to every method of PredictionService and ModelService, metadata and status;
 * test_http_routes.py — every REST route: hostile names and versions, methods, content types,
   HTTP framing.
-
-TODO(tfs-grpc): the TF-Serving gRPC API (PredictionService / ModelService) is one more module,
-``test_tfs_grpc.py``, built like test_kserve_grpc.py: requests from the models' metadata,
-mutated, sent with ``properties.call_grpc``; plus its known-valid Predict in
-``known_valid.KNOWN_VALID`` so every module's sentinel checks it too.
 """

@@ -16,6 +16,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tests.fuzz.models import MODELS, Arrays, FuzzModel, Reference
 from tests.fuzz.properties import strict_json
 from tests.fuzz.rawhttp import RawRequest, send
+from tests.fuzz.tfs_grpc import PREDICT, predict_outputs, predict_request
 
 KSERVE_TO_NUMPY = {
     "BOOL": np.dtype(np.bool_),
@@ -219,10 +220,24 @@ def tfs_rest_columns(endpoints: Endpoints, reference: Reference) -> None:
                 raise WrongAnswerError(f"TFS columns {model.name} v{version}: {got} != {want}")
 
 
+def tfs_grpc_predict(endpoints: Endpoints, reference: Reference) -> None:
+    """Predict with the values in tensor_content and in the dtype's typed field."""
+    call = endpoints.grpc_channel.unary_unary(PREDICT)
+    for model in MODELS:
+        for version in model.versions:
+            expected = reference.outputs(model.name, version, model.known_valid)
+            for typed in (False, True):
+                request = predict_request(model.name, version, model.known_valid, typed=typed)
+                where = f"TFS gRPC {model.name} v{version} ({'typed' if typed else 'content'})"
+                try:
+                    body = call(request.SerializeToString(), timeout=60)
+                except grpc.RpcError as error:
+                    raise WrongAnswerError(f"{where}: {error.code()} {error.details()}") from None
+                _equal(where, predict_outputs(body), expected)
+
+
 KnownValidCheck = Callable[[Endpoints, Reference], None]
 # Every protocol the server speaks, each checked after every batch of every module's cases.
-# TODO(tfs-grpc): when the TF-Serving gRPC API is merged, add its known-valid Predict here (a
-# PredictRequest per model version, answers compared with ``reference.outputs``).
 KNOWN_VALID: tuple[KnownValidCheck, ...] = (
     kserve_rest_json,
     kserve_rest_binary,
@@ -230,4 +245,5 @@ KNOWN_VALID: tuple[KnownValidCheck, ...] = (
     kserve_grpc_typed,
     tfs_rest_rows,
     tfs_rest_columns,
+    tfs_grpc_predict,
 )

@@ -47,6 +47,13 @@ def _json_object(*keys: str) -> HttpWellFormed:
     return check
 
 
+def _preflight(answer: RawAnswer) -> None:
+    """OPTIONS on any path is a browser's CORS preflight, answered as Model Server does: an
+    empty 2xx saying which methods and headers are allowed."""
+    assert "access-control-allow-methods" in answer.headers, answer.headers
+    assert "access-control-allow-headers" in answer.headers, answer.headers
+
+
 def _text(answer: RawAnswer) -> None:
     assert answer.body, "an empty answer"
 
@@ -78,11 +85,11 @@ ROUTES = (
     RouteTemplate(
         "GET", "/v1/models/{name}/versions/{version}", _json_object("model_version_status")
     ),
-    RouteTemplate("GET", "/v1/models/{name}/metadata", _json_object("model_spec", "metadata")),
+    RouteTemplate("GET", "/v1/models/{name}/metadata", _json_object("modelSpec", "metadata")),
     RouteTemplate(
         "GET",
         "/v1/models/{name}/versions/{version}/metadata",
-        _json_object("model_spec", "metadata"),
+        _json_object("modelSpec", "metadata"),
     ),
     RouteTemplate("POST", "/v1/models/{name}:predict", _inference),
     RouteTemplate("POST", "/v1/models/{name}/versions/{version}:predict", _inference),
@@ -123,7 +130,7 @@ def route_requests(draw: st.DrawFn) -> tuple[RawRequest, HttpWellFormed]:
         framing.headers,
         breaks_http=framing.breaks_http,
     )
-    return request, route.well_formed
+    return request, _preflight if method == "OPTIONS" else route.well_formed
 
 
 @fuzz(share=0.11)

@@ -267,7 +267,7 @@ def damaged_message(draw: st.DrawFn, body: bytes) -> bytes:
     return body + draw(st.binary(min_size=1, max_size=32))
 
 
-@fuzz(share=0.20)
+@fuzz(share=0.16)
 @given(data=st.data())
 def test_model_infer_requests_get_a_client_status_or_the_right_answer(
     data: st.DataObject,

@@ -75,7 +75,7 @@ def exchange(
         )
 
 
-@fuzz(share=0.20)
+@fuzz(share=0.16)
 @given(data=st.data())
 def test_json_infer_requests_get_a_client_error_or_the_right_answer(
     data: st.DataObject,

@@ -189,7 +189,7 @@ def expected_answer(reference: Reference, served: ServedVersion, inputs: Arrays,
     return {"predictions": [{name: v[i] for name, v in listed.items()} for i in range(batch)]}
 
 
-@fuzz(share=0.14)
+@fuzz(share=0.10)
 @given(data=st.data())
 def test_predict_requests_get_a_client_error_or_the_right_answer(
     data: st.DataObject,

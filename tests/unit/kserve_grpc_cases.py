@@ -51,7 +51,7 @@ def test_a_body_that_does_not_parse_becomes_a_named_malformed_request(
     parse = parsing(SERVICE.methods_by_name[method])
     parsed = parse(TRUNCATED_FIELD)
     assert isinstance(parsed, MalformedRequest)
-    assert f"not a valid {message_class.__name__}" in parsed.reason
+    assert f"not a valid inference.{message_class.__name__}" in parsed.reason
     assert parse(message_class().SerializeToString()) == message_class()
 
 

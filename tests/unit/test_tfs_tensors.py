@@ -104,11 +104,11 @@ def test_a_zero_sized_tensor_needs_no_values() -> None:
         ),
         (
             _proto(types_pb2.DT_FLOAT, [2**32, 2**32], tensor_content=b"\0" * 4),
-            "needs 73786976294838206464 bytes of tensor_content, got 4",
+            "more than any tensor can hold",
         ),
         (
             _proto(types_pb2.DT_FLOAT, [2**40, 2**40]),
-            "needs 1208925819614629174706176 values in float_val, got 0",
+            "more than any tensor can hold",
         ),
         (_proto(types_pb2.DT_FLOAT, [3], float_val=[1.0]), "needs 3 values in float_val, got 1"),
         (_proto(types_pb2.DT_FLOAT, [1, -1], float_val=[1.0]), "negative dimension"),

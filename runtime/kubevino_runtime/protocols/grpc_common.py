@@ -42,7 +42,9 @@ def parsing(method: MethodDescriptor) -> Deserializer:
         try:
             return message_class.FromString(data)
         except DecodeError as error:
-            return MalformedRequest(f"request is not a valid {method.input_type.name}: {error}")
+            return MalformedRequest(
+                f"request is not a valid {method.input_type.full_name}: {error}"
+            )
 
     return deserialize
 
