@@ -264,13 +264,13 @@ def _server_args(
         "--rest_port",
         str(rest_port),
     ]
+    # Metrics are off unless enabled, in Model Server (the flag exists since 2022.3, the oldest
+    # image the operator picks) and in kubevino-serve alike; every model pod serves them.
+    args.append("--metrics_enable")
     if delivery.cache_dir:
         args += ["--cache_dir", CACHE_DIR]
     if resolution.runtime == "Kubevino":
         args += ["--model_wait_seconds", str(MODEL_WAIT_SECONDS)]
-        # Metrics are off unless enabled, as in Model Server; these pods have always served
-        # them (kubevino_request_queue_depth is what queue-depth autoscaling reads).
-        args.append("--metrics_enable")
         if model.spec.serving.workers is not None:
             args += ["--workers", str(model.spec.serving.workers)]
     return args
