@@ -27,7 +27,11 @@ from kubevino_runtime.deviceaccess import (
 from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported, default_target
 from kubevino_runtime.generative.routes import OpenAiRoutes
 from kubevino_runtime.generative.service import GenerativeService
-from kubevino_runtime.generative.settings import GenerativeSettings, settings_from_args
+from kubevino_runtime.generative.settings import (
+    GenerativeSettings,
+    check_for_device,
+    settings_from_args,
+)
 from kubevino_runtime.metrics import (
     DEFAULT_FAMILIES,
     Metrics,
@@ -436,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if generative is not None:
         target = generative.target_device or default_target(core)
         generative = replace(generative, target_device=target)
+        try:
+            check_for_device(generative, target)
+        except UsageError as error:
+            return cannot_start(str(error), write_termination_message)
         targets.append(target)
     try:
         for target in targets:

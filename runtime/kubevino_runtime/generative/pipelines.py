@@ -16,9 +16,9 @@ from kubevino_runtime.generative.settings import (
     GGUF_SUFFIX,
     EmbeddingSettings,
     GenerativeSettings,
-    PipelineType,
     Task,
     TextGenerationSettings,
+    uses_continuous_batching,
 )
 from kubevino_runtime.generative.text_generation import (
     ContinuousBatchingEngine,
@@ -65,13 +65,6 @@ def load(settings: GenerativeSettings, device: str) -> Loaded:
         reranker = genai.TextRerankPipeline(path, device, rerank_config, **properties)
         return Reranker(reranker, genai.Tokenizer(path))
     return _text_generator(settings.model_path, settings.text, device, properties)
-
-
-def uses_continuous_batching(text: TextGenerationSettings, device: str) -> bool:
-    """AUTO: continuous batching wherever GenAI has it, which is everywhere but NPU."""
-    if text.pipeline_type is PipelineType.AUTO:
-        return "NPU" not in device
-    return text.pipeline_type is PipelineType.LM_CB
 
 
 def _text_generator(

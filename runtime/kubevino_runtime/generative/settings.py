@@ -198,3 +198,20 @@ def settings_from_args(args: argparse.Namespace, cache_dir: str | None) -> Gener
 
 def _default(value: bool | None, default: bool) -> bool:
     return default if value is None else value
+
+
+def uses_continuous_batching(text: TextGenerationSettings, device: str) -> bool:
+    """AUTO: continuous batching wherever GenAI has it, which is everywhere but NPU."""
+    if text.pipeline_type is PipelineType.AUTO:
+        return "NPU" not in device
+    return text.pipeline_type is PipelineType.LM_CB
+
+
+def check_for_device(settings: GenerativeSettings, device: str) -> None:
+    """Settings that only one kind of pipeline has, refused where the other one serves."""
+    if settings.text.max_prompt_len is not None and uses_continuous_batching(settings.text, device):
+        raise UsageError(
+            f"--max_prompt_len bounds the prompts of an NPU pipeline (LLMPipeline); on {device} "
+            "continuous batching serves, which has no such bound: drop it, or give "
+            "--pipeline_type LM"
+        )
