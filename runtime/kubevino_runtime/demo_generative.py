@@ -91,7 +91,7 @@ def write_llama_gguf(
     """A tiny Llama GGUF whose tokenizer is byte-level BPE with ``<|endoftext|>`` as BOS and
     EOS. Matrices are F16 and norms F32, as in real GGUF files: openvino-genai 2026.4 refuses
     F32 matrices ("Unsupported quantization type") and fails on F16 norm weights."""
-    import gguf  # a test dependency: the runtime image reads GGUF through openvino-genai
+    import gguf
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LLAMA_FILE
