@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import numpy.typing as npt
 
@@ -19,13 +19,28 @@ SERVER_NAME = "kubevino"
 EXTENSIONS = ("binary_tensor_data", "model_repository_ready")
 
 
+class ServedOutsideRegistry(Protocol):
+    """A model the registry does not hold (the generative model of --task)."""
+
+    def ready(self) -> bool: ...
+
+    def not_ready_reasons(self) -> list[str]: ...
+
+    def refresh_gauges(self) -> None: ...
+
+
 class DataPlane:
     def __init__(
-        self, registry: ModelRegistry, metrics: Metrics, group: WorkerGroup | None = None
+        self,
+        registry: ModelRegistry,
+        metrics: Metrics,
+        group: WorkerGroup | None = None,
+        generative: ServedOutsideRegistry | None = None,
     ) -> None:
         self.registry = registry
         self.metrics = metrics
         self.group = group
+        self.generative = generative
 
     def live(self) -> bool:
         return True
@@ -33,7 +48,13 @@ class DataPlane:
     def ready(self) -> bool:
         """This server's models are loaded (and, with --workers, every worker's are: a probe
         reaches one worker, but clients reach them all)."""
-        return self.registry.ready() and (self.group is None or self.group.all_ready())
+        here = self.generative.ready() if self.generative else self.registry.ready()
+        return here and (self.group is None or self.group.all_ready())
+
+    def not_ready_reasons(self) -> list[str]:
+        if self.generative is not None:
+            return self.generative.not_ready_reasons()
+        return self.registry.not_ready_reasons()
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
@@ -111,6 +132,8 @@ class DataPlane:
         self.metrics.requests_fail.labels(api, interface, method, name, version).inc()
 
     def refresh_gauges(self) -> None:
+        if self.generative is not None:
+            self.generative.refresh_gauges()
         for loaded in self.registry.loaded_versions():
             labels = (loaded.name, str(loaded.version))
             self.metrics.streams.labels(*labels).set(loaded.streams)

@@ -42,7 +42,22 @@ MODEL_SERVER_DEFAULT_FAMILIES: Final = frozenset(
 MODEL_SERVER_OPTIONAL_FAMILIES: Final = frozenset(
     {"ovms_infer_req_queue_size", "ovms_infer_req_active"}
 )
-KUBEVINO_FAMILIES: Final = frozenset({"kubevino_request_queue_depth", "kubevino_device_access"})
+# Model Server has no families of its own for generation (its graphs' ones count requests,
+# not tokens): these are kubevino-serve's, named after what they count.
+GENERATIVE_FAMILIES: Final = frozenset(
+    {
+        "kubevino_generation_requests_running",
+        "kubevino_generation_requests_waiting",
+        "kubevino_prompt_tokens",
+        "kubevino_generated_tokens",
+        "kubevino_time_to_first_token_seconds",
+        "kubevino_time_per_output_token_seconds",
+        "kubevino_kv_cache_usage_ratio",
+    }
+)
+KUBEVINO_FAMILIES: Final = (
+    frozenset({"kubevino_request_queue_depth", "kubevino_device_access"}) | GENERATIVE_FAMILIES
+)
 DEFAULT_FAMILIES: Final = MODEL_SERVER_DEFAULT_FAMILIES | KUBEVINO_FAMILIES
 KNOWN_FAMILIES: Final = DEFAULT_FAMILIES | MODEL_SERVER_OPTIONAL_FAMILIES
 
@@ -83,6 +98,23 @@ _US_BUCKETS = (
     5_000_000,
     10_000_000,
     100_000_000,
+)
+# Seconds from 1 ms to a minute: a token takes milliseconds, a first token up to a long prompt.
+_TOKEN_SECONDS_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    60,
 )
 
 
@@ -163,6 +195,54 @@ class Metrics:
             "1 for each device node the pod was given, labelled with what opening it said "
             "(Usable, DeviceMissing, GroupMissing, CgroupDenied, DriverMissing).",
             ["family", "path", "access"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+
+        self.generation_running = Gauge(
+            "kubevino_generation_requests_running",
+            "Generation requests the pipeline runs in its current step.",
+            ["name"],
+            registry=self.registry,
+            multiprocess_mode=_SUM_OF_LIVE_WORKERS,
+        )
+        self.generation_waiting = Gauge(
+            "kubevino_generation_requests_waiting",
+            "Generation requests waiting for room in the pipeline's batch or KV cache.",
+            ["name"],
+            registry=self.registry,
+            multiprocess_mode=_SUM_OF_LIVE_WORKERS,
+        )
+        self.prompt_tokens = Counter(
+            "kubevino_prompt_tokens",
+            "Prompt tokens of the generation requests.",
+            ["name"],
+            registry=self.registry,
+        )
+        self.generated_tokens = Counter(
+            "kubevino_generated_tokens",
+            "Tokens generated.",
+            ["name"],
+            registry=self.registry,
+        )
+        self.time_to_first_token = Histogram(
+            "kubevino_time_to_first_token_seconds",
+            "From a generation request's arrival to its first generated token.",
+            ["name"],
+            buckets=_TOKEN_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.time_per_output_token = Histogram(
+            "kubevino_time_per_output_token_seconds",
+            "Mean time between a request's generated tokens after the first.",
+            ["name"],
+            buckets=_TOKEN_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.kv_cache_usage = Gauge(
+            "kubevino_kv_cache_usage_ratio",
+            "Fraction of the KV cache in use after the pipeline's last step.",
+            ["name"],
             registry=self.registry,
             multiprocess_mode="max",
         )

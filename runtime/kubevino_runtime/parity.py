@@ -96,11 +96,20 @@ STATEFUL = (
     "remove it, or serve stateful models with OpenVINO Model Server 2026.2 or older "
     "(Model Server 2026.3 removed them too)",
 )
-GENERATIVE = (
-    "belongs to Model Server's generative pipelines (text, image and speech generation, "
-    "embeddings, rerank), which kubevino-serve does not serve",
-    "serve generative models with OpenVINO Model Server itself (openvino/model_server image)",
+OTHER_GENERATIVE = (
+    "sets an option of Model Server's image, speech or vision-language pipelines; "
+    "kubevino-serve's --task serves text_generation, embeddings and rerank only",
+    "serve such models with OpenVINO Model Server itself (openvino/model_server image)",
 )
+
+
+def _unimplemented(feature: str) -> tuple[str, str]:
+    return (
+        f"asks for {feature}, which kubevino-serve's text generation does not implement",
+        "drop it, or serve the model with OpenVINO Model Server itself",
+    )
+
+
 PULL = (
     "belongs to Model Server's Hugging Face pull mode; kubevino-serve only serves files "
     "already in place",
@@ -112,8 +121,8 @@ CONFIG_EDIT = (
     "edit config.json directly (the operator renders it from the InferenceModel)",
 )
 MEDIA = (
-    "sets where generative models may read images from; kubevino-serve serves no generative models",
-    "drop it, or serve generative models with OpenVINO Model Server itself",
+    "sets where vision-language models may read images from; kubevino-serve serves none",
+    "drop it, or serve vision-language models with OpenVINO Model Server itself",
 )
 DAG = (
     "configures Model Server's DAG pipelines and custom nodes, which kubevino-serve does not run",
@@ -173,8 +182,25 @@ _PLUGIN = "OpenVINO properties passed to compile_model"
 _METRICS_LIST = (
     "comma-separated metric families to expose instead of the default set; Model Server's "
     "names (ovms_infer_req_queue_size and ovms_infer_req_active are off unless listed) and "
-    "kubevino_request_queue_depth, kubevino_device_access; an unknown name is refused"
+    "kubevino_request_queue_depth, kubevino_device_access and the generation families "
+    "(README's Generative models); an unknown name is refused"
 )
+
+_TASK = (
+    "text_generation, embeddings or rerank with --model_path (an OpenVINO GenAI model "
+    "directory as optimum-cli exports it, or one .gguf file for text_generation) and "
+    "--model_name: Model Server's OpenAI-compatible /v3 endpoints; image_generation, "
+    "text2speech and speech2text are refused, as is --task with --config_path"
+)
+_PIPELINE_TYPE = (
+    "AUTO (the default): continuous batching, LLMPipeline on NPU; LM: LLMPipeline, one "
+    "request at a time; LM_CB: continuous batching; VLM and VLM_CB are refused"
+)
+
+
+def _bool(what: str, default: bool) -> str:
+    return f"true or false: {what} (default {str(default).lower()})"
+
 
 TABLE: Final[tuple[Borrowed, ...]] = (
     # --- command line: the model when there is no config.json ---------------------------------
@@ -430,14 +456,13 @@ TABLE: Final[tuple[Borrowed, ...]] = (
         D,
         D,
         NO,
-        "protects Model Server's generative /v3 "
-        "endpoints only, which kubevino-serve does not have (its KServe and TF-Serving "
-        "endpoints are unauthenticated in Model Server too)",
+        "protects Model Server's /v3 endpoints with an API key, which kubevino-serve does not "
+        "check (KServe and TF-Serving endpoints are unauthenticated in Model Server too)",
         "put an authenticating proxy or a NetworkPolicy in front of the server",
     ),
     Borrowed("--allowed_local_media_path", F, D, D, NO, *MEDIA),
     Borrowed("--allowed_media_domains", F, D, D, NO, *MEDIA),
-    Borrowed("--verbose_response", F, A, D, NO, *GENERATIVE),
+    Borrowed("--verbose_response", F, A, D, NO, *_unimplemented("verbose generation responses")),
     # --- command line: config.json management, configure and pull modes ---------------------
     Borrowed("--list_models", F, D, D, NO, *CONFIG_EDIT),
     Borrowed("--add_to_config", F, D, D, NO, *CONFIG_EDIT),
@@ -449,35 +474,113 @@ TABLE: Final[tuple[Borrowed, ...]] = (
         A,
         D,
         NO,
-        "writes a generative model's graph.pbtxt; kubevino-serve serves no generative models",
-        GENERATIVE[1],
+        "writes a generative model's graph.pbtxt; kubevino-serve needs no graph",
+        "serve the model directly: --task with --model_path, --model_name and the settings flags",
     ),
     Borrowed("--pull", F, D, D, NO, *PULL),
     Borrowed("--source_model", F, D, D, NO, *PULL),
-    Borrowed("--task", F, D, D, NO, *GENERATIVE),
+    Borrowed("--task", F, D, D, OK, _TASK),
     Borrowed("--overwrite_models", F, D, D, NO, *PULL),
     Borrowed("--gguf_filename", F, D, D, NO, *PULL),
     Borrowed("--extra_quantization_params", F, D, D, NO, *PULL),
     Borrowed("--weight-format", F, D, D, NO, *PULL),
-    Borrowed("--vocoder", F, D, A, NO, *GENERATIVE),
+    Borrowed("--vocoder", F, D, A, NO, *OTHER_GENERATIVE),
     # --- command line: generative task options (after --task) ---------------------------------
+    Borrowed("--pipeline_type", F, D, D, OK, _PIPELINE_TYPE),
+    Borrowed(
+        "--max_num_seqs",
+        F,
+        D,
+        D,
+        OK,
+        "sequences one step of continuous batching holds (default 256)",
+    ),
+    Borrowed("--cache_size", F, D, D, OK, "KV cache size in GB; 0 (the default): grows as needed"),
+    Borrowed(
+        "--max_num_batched_tokens",
+        F,
+        D,
+        D,
+        OK,
+        "tokens one step of continuous batching processes (default: GenAI's)",
+    ),
+    Borrowed(
+        "--enable_prefix_caching",
+        F,
+        D,
+        D,
+        OK,
+        _bool("reuses the KV cache of shared prompt prefixes", True),
+    ),
+    Borrowed(
+        "--dynamic_split_fuse",
+        F,
+        D,
+        D,
+        OK,
+        _bool("splits long prompts across steps, fused with generation", True),
+    ),
+    Borrowed(
+        "--kv_cache_precision",
+        F,
+        D,
+        D,
+        OK,
+        "u8 stores the KV cache in 8 bits; empty (the default): the device's precision",
+    ),
+    Borrowed(
+        "--max_prompt_len",
+        F,
+        D,
+        D,
+        OK,
+        "the longest prompt an NPU pipeline (LLMPipeline) is compiled for; refused where "
+        "continuous batching serves, which needs no such bound",
+    ),
+    Borrowed(
+        "--normalize", F, D, D, OK, _bool("L2-normalizes embeddings (--task embeddings)", True)
+    ),
+    Borrowed(
+        "--pooling",
+        F,
+        D,
+        D,
+        OK,
+        "CLS (the default), LAST or MEAN: how token states become an embedding (--task embeddings)",
+    ),
+    Borrowed(
+        "--draft_source_model",
+        F,
+        D,
+        D,
+        NO,
+        *_unimplemented("speculative decoding with a draft model"),
+    ),
+    Borrowed(
+        "--model_distribution_policy",
+        F,
+        D,
+        D,
+        NO,
+        *_unimplemented("tensor or pipeline parallelism across devices"),
+    ),
+    Borrowed("--reasoning_parser", F, D, D, NO, *_unimplemented("reasoning-content parsing")),
+    Borrowed("--tool_parser", F, D, D, NO, *_unimplemented("tool-call parsing")),
+    Borrowed("--enable_tool_guided_generation", F, D, D, NO, *_unimplemented("tool-call parsing")),
+    Borrowed(
+        "--cache_interval_multiplier", F, D, D, NO, *_unimplemented("a KV cache block interval")
+    ),
+    Borrowed(
+        "--num_streams", F, D, D, NO, *_unimplemented("several execution streams per pipeline")
+    ),
+    Borrowed("--source_loras", F, D, D, NO, *_unimplemented("LoRA adapters")),
+    Borrowed("--truncate", F, D, D, NO, *_unimplemented("truncation of long embedding inputs")),
+    Borrowed(
+        "--max_allowed_chunks", F, D, D, NO, *_unimplemented("chunking of long rerank documents")
+    ),
     *(
-        Borrowed(name, F, D, D, NO, *GENERATIVE)
+        Borrowed(name, F, D, D, NO, *OTHER_GENERATIVE)
         for name in (
-            "--max_num_seqs",
-            "--pipeline_type",
-            "--enable_prefix_caching",
-            "--max_num_batched_tokens",
-            "--cache_size",
-            "--draft_source_model",
-            "--dynamic_split_fuse",
-            "--max_prompt_len",
-            "--kv_cache_precision",
-            "--model_distribution_policy",
-            "--reasoning_parser",
-            "--tool_parser",
-            "--enable_tool_guided_generation",
-            "--cache_interval_multiplier",
             "--resolution",
             "--max_resolution",
             "--default_resolution",
@@ -486,15 +589,9 @@ TABLE: Final[tuple[Borrowed, ...]] = (
             "--guidance_scale",
             "--default_num_inference_steps",
             "--max_num_inference_steps",
-            "--num_streams",
-            "--source_loras",
-            "--normalize",
-            "--truncate",
-            "--pooling",
-            "--max_allowed_chunks",
         )
     ),
-    Borrowed("--model_type", F, A, D, NO, *GENERATIVE),
+    Borrowed("--model_type", F, A, D, NO, *OTHER_GENERATIVE),
     # --- config.json ---------------------------------------------------------------------------
     Borrowed(
         "model_config_list",

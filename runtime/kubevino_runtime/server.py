@@ -25,6 +25,13 @@ from kubevino_runtime.deviceaccess import (
     termination_message,
 )
 from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported, default_target
+from kubevino_runtime.generative.routes import OpenAiRoutes
+from kubevino_runtime.generative.service import GenerativeService
+from kubevino_runtime.generative.settings import (
+    GenerativeSettings,
+    check_for_device,
+    settings_from_args,
+)
 from kubevino_runtime.metrics import (
     DEFAULT_FAMILIES,
     Metrics,
@@ -78,6 +85,8 @@ def read_configs(args: argparse.Namespace, core: ov.Core) -> ServingConfig:
     """The models to serve (targets resolved) and config.json's monitoring section.
 
     Refused fields and values raise UsageError, malformed ones ConfigError."""
+    if args.task:  # the generative model is served outside the registry
+        return ServingConfig([])
     if args.config_path:
         serving = read_config_file(Path(args.config_path))
     else:
@@ -270,6 +279,7 @@ async def serve(
     *,
     families: Families = None,
     heap_trim: tuple[HeapTrimmer | None, int] = (None, 0),
+    generative: GenerativeSettings | None = None,
 ) -> int:
     metrics = Metrics()
     for probe in devices.probes:
@@ -277,7 +287,11 @@ async def serve(
     registry = ModelRegistry(core, metrics, cache_dir(args), args.max_queue)
     registry.compile_target = lambda target: devices.judge(target).compile_as or target
     registry.set_configs(configs)
-    plane = DataPlane(registry, metrics, group)
+    service = None
+    if generative is not None:
+        target = generative.target_device or default_target(core)
+        service = GenerativeService(generative, registry.compile_target(target), metrics)
+    plane = DataPlane(registry, metrics, group, service)
     server = Server(args, registry, plane, devices, core, families)
     server.config_mtime = server._config_mtime()
 
@@ -285,6 +299,8 @@ async def serve(
     app.on_response_prepare.append(_cors(args))
     app.add_routes(KServeRest(plane, args.max_request_bytes).routes())
     app.add_routes(TfServingRest(plane, args.max_request_bytes).routes())
+    if service is not None:
+        app.add_routes(OpenAiRoutes(service, args.max_request_bytes).routes())
     app.add_routes(
         [
             web.get("/metrics", server.metrics),
@@ -327,7 +343,8 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
 
     await registry.refresh()
-    if not registry.ready():
+    loading = loop.create_task(service.load()) if service is not None else None
+    if service is None and not registry.ready():
         for reason in registry.not_ready_reasons():
             log.warning("not ready: %s", reason)
     poller = loop.create_task(server.poll())
@@ -346,6 +363,8 @@ async def serve(
 
     log.info("shutting down: no new requests, finishing in-flight ones")
     registry.shutting_down = True
+    if service is not None:
+        service.shutting_down = True
     poller.cancel()
     for task in (reporter, heap):
         if task is not None:
@@ -354,8 +373,14 @@ async def serve(
     await asyncio.gather(grpc_server.stop(grace), runner.cleanup())
     try:
         await asyncio.wait_for(registry.drain(), timeout=grace)
+        if service is not None:
+            await asyncio.wait_for(service.drained(), timeout=grace)
     except TimeoutError:
         log.warning("requests still running after %.0f s; exiting anyway", grace)
+    if service is not None:
+        if loading is not None:
+            await loading
+        service.close()
     log.info("stopped")
     return 1 if gave_up else 0
 
@@ -397,6 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         core = ov.Core()
         serving = read_configs(args, core)
         families = metrics_families(args, serving.metrics)
+        generative = settings_from_args(args, cache_dir(args)) if args.task else None
         trimmer = HeapTrimmer.from_libc()
         heap_trim = (trimmer, heap_trim_minutes(args, trimmer))
     except UsageError as error:
@@ -411,23 +437,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--cpu_extension {args.cpu_extension}: OpenVINO cannot load it: {describe(error)}"
             )
     configs = serving.models
+    targets = [config.target_device for config in configs]
+    if generative is not None:
+        target = generative.target_device or default_target(core)
+        generative = replace(generative, target_device=target)
+        try:
+            check_for_device(generative, target)
+        except UsageError as error:
+            return cannot_start(str(error), write_termination_message)
+        targets.append(target)
     try:
-        for config in configs:
-            check_target_supported(config.target_device)
+        for target in targets:
+            check_target_supported(target)
     except UnsupportedDeviceError as error:
         return _failed_to_start(str(error))
     try:
-        devices = report_from_environment(
-            core.available_devices, [config.target_device for config in configs]
-        )
+        devices = report_from_environment(core.available_devices, targets)
     except ValueError as error:
         return _failed_to_start(str(error))
-    if not _devices_allow_start(devices, configs):
+    if not _devices_allow_start(devices, targets):
         return 1
     if args.workers > 1 and group is None:
         return supervise(argv, args.workers, args.shutdown_grace_seconds)
     return asyncio.run(
-        serve(args, configs, core, devices, group, families=families, heap_trim=heap_trim)
+        serve(
+            args,
+            configs,
+            core,
+            devices,
+            group,
+            families=families,
+            heap_trim=heap_trim,
+            generative=generative,
+        )
     )
 
 
@@ -440,7 +482,7 @@ def _failed_to_start(reason: str) -> int:
     return 1
 
 
-def _devices_allow_start(devices: DeviceReport, configs: list[ModelConfig]) -> bool:
+def _devices_allow_start(devices: DeviceReport, targets: list[str]) -> bool:
     """One log line per target; a target that cannot run as asked stops the server, its
     paragraph in the termination message (never a silent run on another device)."""
     nodes = "; ".join(f"{p.path} {p.access.value}" for p in devices.probes) or (
@@ -455,7 +497,7 @@ def _devices_allow_start(devices: DeviceReport, configs: list[ModelConfig]) -> b
         found,
         nodes,
     )
-    for target in dict.fromkeys(config.target_device for config in configs):
+    for target in dict.fromkeys(targets):
         verdict = devices.judge(target)
         if not verdict.can_start:
             message = termination_message(verdict)

@@ -24,6 +24,7 @@ from typing import Any, Final, NoReturn
 import openvino as ov
 
 from kubevino_runtime import __version__
+from kubevino_runtime.generative.settings import check_generation_flags, true_or_false
 from kubevino_runtime.metrics import UnknownFamilyError, families_from_list
 from kubevino_runtime.parity import EXIT_USAGE, UsageError, flag, refuse, refused_flags
 
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allowed_origins", default="*", help=flag("--allowed_origins").what)
     parser.add_argument("--allowed_methods", default="*", help=flag("--allowed_methods").what)
     parser.add_argument("--allowed_headers", default="*", help=flag("--allowed_headers").what)
+    _add_generation_flags(parser)
     own = parser.add_argument_group("kubevino-serve's own")
     own.add_argument(
         "--max_queue",
@@ -181,6 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
             help=argparse.SUPPRESS,
         )
     return parser
+
+
+def _add_generation_flags(parser: argparse.ArgumentParser) -> None:
+    """Model Server's --task and the generation settings (each None unless given, so a flag
+    given for the wrong task is told apart from its default)."""
+    task = parser.add_argument_group("generative models (--task)")
+    task.add_argument("--task", help=flag("--task").what)
+    task.add_argument("--pipeline_type", help=flag("--pipeline_type").what)
+    for name in ("--max_num_seqs", "--cache_size", "--max_num_batched_tokens", "--max_prompt_len"):
+        task.add_argument(name, type=int, help=flag(name).what)
+    for name in ("--enable_prefix_caching", "--dynamic_split_fuse", "--normalize"):
+        task.add_argument(name, type=true_or_false, metavar="true|false", help=flag(name).what)
+    task.add_argument("--kv_cache_precision", help=flag("--kv_cache_precision").what)
+    task.add_argument("--pooling", help=flag("--pooling").what)
 
 
 def refused_dest(name: str) -> str:
@@ -254,6 +270,7 @@ def validate_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--metrics_enable needs --rest_port: metrics are served over REST")
     if args.metrics_list is not None:
         metrics_families_from_flag(args.metrics_list)
+    check_generation_flags(args)
 
 
 def _check_grpc_workers(count: int) -> None:

@@ -45,6 +45,13 @@ CORS_DEFAULTS = f"{PARITY}::test_cors_headers_default_to_any_origin_without_cred
 CORS_PREFLIGHT = f"{PARITY}::test_allowed_origins_methods_and_headers_answer_a_preflight"
 MONITORING = f"{PARITY}::test_config_monitoring_enables_metrics_and_picks_up_edits"
 
+GENERATIVE = f"{RUNTIME}.test_generative"
+GENERATION_UNIT = "tests.unit.test_generative_settings"
+SCHEDULER = (
+    f"{GENERATIVE}::test_concurrent_requests_are_batched_not_queued",
+    f"{GENERATION_UNIT}::test_text_generation_flags_become_genais_scheduler_config",
+)
+
 # Each honoured row, and the tests that show kubevino-serve doing what Model Server does.
 HONOURED_BY: dict[tuple[Kind, str], tuple[str, ...]] = {
     (F, "--model_name"): (GRPC_INFER,),
@@ -126,6 +133,31 @@ HONOURED_BY: dict[tuple[Kind, str], tuple[str, ...]] = {
     (F, "--allowed_origins"): (
         CORS_DEFAULTS,
         CORS_PREFLIGHT,
+    ),
+    (F, "--task"): (
+        f"{GENERATIVE}::test_chat_completion_is_greedy_genai_on_the_chat_template",
+        f"{GENERATIVE}::test_embeddings_are_genais_with_the_pooling_and_normalization_flags",
+        f"{GENERATIVE}::test_rerank_orders_documents_as_genai_does",
+        f"{GENERATION_UNIT}::test_generation_usage_errors",
+    ),
+    (F, "--pipeline_type"): (
+        f"{GENERATIVE}::test_pipeline_type_lm_serves_with_llm_pipeline_the_same_greedy_text",
+        f"{GENERATION_UNIT}::test_auto_batches_continuously_everywhere_but_npu",
+    ),
+    (F, "--max_num_seqs"): SCHEDULER,
+    (F, "--cache_size"): SCHEDULER,
+    (F, "--max_num_batched_tokens"): SCHEDULER,
+    (F, "--enable_prefix_caching"): SCHEDULER,
+    (F, "--dynamic_split_fuse"): SCHEDULER,
+    (F, "--kv_cache_precision"): (
+        f"{GENERATIVE}::test_kv_cache_precision_u8_serves_from_an_8_bit_cache",
+    ),
+    (F, "--max_prompt_len"): (f"{GENERATION_UNIT}::test_max_prompt_len_is_for_npu_pipelines_only",),
+    (F, "--normalize"): (
+        f"{GENERATIVE}::test_embeddings_are_genais_with_the_pooling_and_normalization_flags",
+    ),
+    (F, "--pooling"): (
+        f"{GENERATIVE}::test_embeddings_are_genais_with_the_pooling_and_normalization_flags",
     ),
     (J, "model_config_list"): (
         CONFIG_RELOAD,
@@ -252,7 +284,7 @@ def test_a_refused_flag_stops_start_up_with_64_and_its_reason(
 
 @pytest.mark.parametrize(
     "given",
-    [["--task", "text_generation"], ["--rest_workers=4"], ["--pull", "--source_model", "a/b"]],
+    [["--tool_parser", "hermes3"], ["--rest_workers=4"], ["--pull", "--source_model", "a/b"]],
 )
 def test_a_refused_flag_is_refused_whatever_value_follows(
     given: list[str], model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -156,7 +156,7 @@ class KServeRest:
     async def ready(self, request: web.Request) -> web.Response:
         if self.plane.ready():
             return web.json_response({"ready": True})
-        reasons = self.plane.registry.not_ready_reasons() or ["starting or shutting down"]
+        reasons = self.plane.not_ready_reasons() or ["starting or shutting down"]
         return web.json_response({"ready": False, "reasons": reasons}, status=503)
 
     async def model_metadata(self, request: web.Request) -> web.Response:

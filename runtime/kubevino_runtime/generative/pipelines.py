@@ -1,0 +1,138 @@
+"""Load the GenAI pipeline a task needs, with Model Server's settings turned into GenAI's."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import openvino_genai as genai
+
+from kubevino_runtime.generative.encoders import Embedder, Reranker
+from kubevino_runtime.generative.settings import (
+    GGUF_SUFFIX,
+    EmbeddingSettings,
+    GenerativeSettings,
+    Task,
+    TextGenerationSettings,
+    uses_continuous_batching,
+)
+from kubevino_runtime.generative.text_generation import (
+    ContinuousBatchingEngine,
+    Engine,
+    SequentialEngine,
+)
+
+log = logging.getLogger("kubevino.generative")
+
+# Documents one rerank request may hold (Model Server's --max_allowed_chunks default).
+MAX_RERANK_DOCUMENTS: Final = 10_000
+_POOLING: Final = {
+    "CLS": genai.TextEmbeddingPipeline.PoolingType.CLS,
+    "MEAN": genai.TextEmbeddingPipeline.PoolingType.MEAN,
+    "LAST": genai.TextEmbeddingPipeline.PoolingType.LAST_TOKEN,
+}
+
+
+@dataclass
+class TextGenerator:
+    engine: Engine
+    tokenizer: genai.Tokenizer
+    context_length: int | None  # tokens the model attends to, where the files say
+    continuous_batching: bool
+    # The model's own generation settings (end-of-text tokens included), a fresh copy each call.
+    default_config: Callable[[], genai.GenerationConfig]
+
+
+Loaded = TextGenerator | Embedder | Reranker
+
+
+def load(settings: GenerativeSettings, device: str) -> Loaded:
+    properties = dict(settings.plugin_config)
+    if settings.cache_dir:
+        properties["CACHE_DIR"] = settings.cache_dir
+    path = str(settings.model_path)
+    if settings.task is Task.EMBEDDINGS:
+        config = _embedding_config(settings.embedding)
+        embedder = genai.TextEmbeddingPipeline(path, device, config, **properties)
+        return Embedder(embedder, genai.Tokenizer(path))
+    if settings.task is Task.RERANK:
+        rerank_config = genai.TextRerankPipeline.Config()
+        rerank_config.top_n = MAX_RERANK_DOCUMENTS
+        reranker = genai.TextRerankPipeline(path, device, rerank_config, **properties)
+        return Reranker(reranker, genai.Tokenizer(path))
+    return _text_generator(settings.model_path, settings.text, device, properties)
+
+
+def _text_generator(
+    model_path: Path, text: TextGenerationSettings, device: str, properties: dict[str, Any]
+) -> TextGenerator:
+    if text.kv_cache_precision:
+        properties["KV_CACHE_PRECISION"] = text.kv_cache_precision
+    context = context_length(model_path)
+    if uses_continuous_batching(text, device):
+        pipeline = genai.ContinuousBatchingPipeline(
+            str(model_path), scheduler_config(text), device, properties
+        )
+        engine: Engine = ContinuousBatchingEngine(pipeline)
+        tokenizer = pipeline.get_tokenizer()
+        default_config = pipeline.get_config
+        batching = True
+    else:
+        if text.max_prompt_len is not None:
+            properties["MAX_PROMPT_LEN"] = text.max_prompt_len
+        llm = genai.LLMPipeline(str(model_path), device, **properties)
+        engine = SequentialEngine(llm)
+        tokenizer = llm.get_tokenizer()
+        default_config = llm.get_generation_config
+        batching = False
+    log.info(
+        "text generation on %s with %s (context %s tokens)",
+        device,
+        "continuous batching" if batching else "one request at a time (LLMPipeline)",
+        context or "unknown",
+    )
+    return TextGenerator(engine, tokenizer, context, batching, default_config)
+
+
+def scheduler_config(text: TextGenerationSettings) -> genai.SchedulerConfig:
+    config = genai.SchedulerConfig()
+    config.max_num_seqs = text.max_num_seqs
+    config.cache_size = text.cache_size_gb
+    config.enable_prefix_caching = text.enable_prefix_caching
+    config.dynamic_split_fuse = text.dynamic_split_fuse
+    if text.max_num_batched_tokens is not None:
+        config.max_num_batched_tokens = text.max_num_batched_tokens
+    return config
+
+
+def _embedding_config(embedding: EmbeddingSettings) -> genai.TextEmbeddingPipeline.Config:
+    config = genai.TextEmbeddingPipeline.Config()
+    config.normalize = embedding.normalize
+    config.pooling_type = _POOLING[embedding.pooling.value]
+    return config
+
+
+def context_length(model_path: Path) -> int | None:
+    """The model's context length: GGUF metadata, or config.json beside the IR files."""
+    if model_path.suffix == GGUF_SUFFIX:
+        return _gguf_context_length(model_path)
+    config = model_path / "config.json"
+    if not config.is_file():
+        return None
+    value = json.loads(config.read_text()).get("max_position_embeddings")
+    return value if isinstance(value, int) else None
+
+
+def _gguf_context_length(path: Path) -> int | None:
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    architecture = reader.get_field("general.architecture")
+    if architecture is None:
+        return None
+    field = reader.get_field(f"{architecture.contents()}.context_length")
+    return int(field.contents()) if field is not None else None

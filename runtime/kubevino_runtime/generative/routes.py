@@ -1,0 +1,364 @@
+"""Model Server's OpenAI-compatible REST endpoints, under /v3/, /v3/v1/ and /v1/."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import openvino_genai as genai
+from aiohttp import web
+
+from kubevino_runtime.errors import ServingError
+from kubevino_runtime.generative import openai_protocol as api
+from kubevino_runtime.generative.openai_protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RequestError,
+    RerankRequest,
+)
+from kubevino_runtime.generative.pipelines import MAX_RERANK_DOCUMENTS, TextGenerator
+from kubevino_runtime.generative.service import GenerativeService
+from kubevino_runtime.generative.sse import finish_stream, open_stream, send_event
+from kubevino_runtime.generative.text_generation import Generation, Piece
+from kubevino_runtime.protocols.http_common import Handler, read_body
+
+log = logging.getLogger("kubevino.generative")
+PREFIXES = ("/v3", "/v3/v1", "/v1")
+
+
+def _json_errors(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ServingError as error:
+            return web.json_response(api.error_body(error), status=error.http_status)
+
+    return wrapped
+
+
+@dataclass
+class _Choice:
+    """What one choice has produced so far."""
+
+    token_ids: list[int] = field(default_factory=list)
+    log_probs: list[float] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+class OpenAiRoutes:
+    def __init__(self, service: GenerativeService, max_body: int) -> None:
+        self.service = service
+        self.max_body = max_body
+
+    def routes(self) -> list[web.RouteDef]:
+        table = []
+        for prefix in PREFIXES:
+            table += [
+                web.get(f"{prefix}/models", _json_errors(self.list_models)),
+                web.get(f"{prefix}/models/{{name:.+}}", _json_errors(self.retrieve_model)),
+                web.post(f"{prefix}/chat/completions", _json_errors(self.chat_completions)),
+                web.post(f"{prefix}/completions", _json_errors(self.completions)),
+                web.post(f"{prefix}/embeddings", _json_errors(self.embeddings)),
+                web.post(f"{prefix}/rerank", _json_errors(self.rerank)),
+            ]
+        return table
+
+    # --- models ------------------------------------------------------------------------------
+
+    def _model_object(self) -> dict[str, Any]:
+        return {
+            "id": self.service.name,
+            "object": "model",
+            "created": self.service.created,
+            "owned_by": "OVMS",  # what Model Server's clients see
+        }
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        models = [self._model_object()] if self.service.ready() else []
+        return web.json_response({"object": "list", "data": models})
+
+    async def retrieve_model(self, request: web.Request) -> web.Response:
+        self.service.check_model(request.match_info["name"])
+        return web.json_response(self._model_object())
+
+    # --- text generation ---------------------------------------------------------------------
+
+    async def _document(self, request: web.Request) -> dict[str, Any]:
+        return api.parse_json(await read_body(request, self.max_body))
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        chat = api.parse_request(ChatCompletionRequest, await self._document(request))
+        generator = self.service.text_generator(chat.model)
+        history = [{"role": m.role, "content": m.text()} for m in chat.messages]
+        try:
+            prompt = generator.tokenizer.apply_chat_template(history, add_generation_prompt=True)
+        except RuntimeError as error:  # the template's own refusal (e.g. roles out of order)
+            raise RequestError(
+                f"messages: the chat template refused them: {error}", "messages"
+            ) from None
+        # The template writes the special tokens the model expects itself.
+        prompt_ids = _encode(generator, prompt, add_special_tokens=False)
+        return await self._generate(request, chat, generator, prompt_ids, chat=True)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        completion = api.parse_request(CompletionRequest, await self._document(request))
+        generator = self.service.text_generator(completion.model)
+        prompt_ids = _encode(generator, completion.prompt, add_special_tokens=True)
+        return await self._generate(request, completion, generator, prompt_ids, chat=False)
+
+    async def _generate(
+        self,
+        request: web.Request,
+        body: ChatCompletionRequest | CompletionRequest,
+        generator: TextGenerator,
+        prompt_ids: list[int],
+        *,
+        chat: bool,
+    ) -> web.StreamResponse:
+        config = generation_config(body, generator, len(prompt_ids))
+        self.service.started()
+        generation = generator.engine.submit(prompt_ids, config)
+        try:
+            if body.stream:
+                return await self._stream(request, body, generator, generation, prompt_ids, chat)
+            choices = await _collect(generation, body.n)
+        finally:
+            generation.cancel()  # a no-op once finished; frees the sequence when the client left
+            self.service.count_generation(len(prompt_ids), generation.timing)
+            self.service.ended()
+        completion_tokens = sum(len(choice.token_ids) for choice in choices)
+        identifier = api.new_id("chatcmpl" if chat else "cmpl")
+        rendered = []
+        for index, choice in enumerate(choices):
+            text = generator.tokenizer.decode(choice.token_ids)
+            entry: dict[str, Any] = {"index": index, "finish_reason": choice.finish_reason}
+            logprobs = _logprobs(body, generator, choice.token_ids, choice.log_probs, 0, chat)
+            entry["logprobs"] = logprobs
+            if chat:
+                entry["message"] = {"role": "assistant", "content": text}
+            else:
+                entry["text"] = text
+            rendered.append(entry)
+        return web.json_response(
+            {
+                "id": identifier,
+                "object": "chat.completion" if chat else "text_completion",
+                "created": api.now(),
+                "model": self.service.name,
+                "choices": rendered,
+                "usage": api.usage(len(prompt_ids), completion_tokens),
+            }
+        )
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: ChatCompletionRequest | CompletionRequest,
+        generator: TextGenerator,
+        generation: Generation,
+        prompt_ids: list[int],
+        chat: bool,
+    ) -> web.StreamResponse:
+        identifier = api.new_id("chatcmpl" if chat else "cmpl")
+        created = api.now()
+        kind = "chat.completion.chunk" if chat else "text_completion"
+
+        def chunk(choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+            return {
+                "id": identifier,
+                "object": kind,
+                "created": created,
+                "model": self.service.name,
+                "choices": choices,
+                **extra,
+            }
+
+        response = await open_stream(request)
+        texts = [_Detokenizer(generator.tokenizer) for _ in range(body.n)]
+        offsets = [0] * body.n
+        completion_tokens = 0
+        if chat:
+            await send_event(
+                response,
+                chunk([_delta(i, {"role": "assistant", "content": ""}) for i in range(body.n)]),
+            )
+        try:
+            async for pieces in generation.pieces():
+                for piece in pieces:
+                    completion_tokens += len(piece.token_ids)
+                    text = texts[piece.index].add(
+                        piece.token_ids, final=piece.finish_reason is not None
+                    )
+                    if not text and piece.finish_reason is None:
+                        continue
+                    logprobs = _logprobs(
+                        body,
+                        generator,
+                        piece.token_ids,
+                        piece.log_probs,
+                        offsets[piece.index],
+                        chat,
+                    )
+                    offsets[piece.index] += len(text)
+                    if chat:
+                        choice = _delta(piece.index, {"content": text} if text else {})
+                    else:
+                        choice = {"index": piece.index, "text": text}
+                    choice["finish_reason"] = piece.finish_reason
+                    choice["logprobs"] = logprobs
+                    await send_event(response, chunk([choice]))
+        except ServingError as error:
+            # The stream has begun: the error travels as an event, as OpenAI's do.
+            await send_event(response, api.error_body(error))
+        if body.include_usage:
+            await send_event(
+                response, chunk([], usage=api.usage(len(prompt_ids), completion_tokens))
+            )
+        await finish_stream(response)
+        return response
+
+    # --- encoders ----------------------------------------------------------------------------
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = api.parse_request(EmbeddingRequest, await self._document(request))
+        embedder = self.service.embedder(body.model)
+        self.service.started()
+        try:
+            vectors, tokens = await embedder.embed(body.texts())
+        finally:
+            self.service.ended()
+        return web.json_response(
+            {
+                "object": "list",
+                "data": api.embedding_data(vectors, body.encoding_format),
+                "model": self.service.name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    async def rerank(self, request: web.Request) -> web.Response:
+        body = api.parse_request(RerankRequest, await self._document(request))
+        reranker = self.service.reranker(body.model)
+        if len(body.documents) > MAX_RERANK_DOCUMENTS:
+            raise RequestError(
+                f"documents: at most {MAX_RERANK_DOCUMENTS} documents per request", "documents"
+            )
+        self.service.started()
+        try:
+            ranked, tokens = await reranker.rerank(body.query, body.documents)
+        finally:
+            self.service.ended()
+        results = []
+        for index, score in ranked[: body.top_n or len(ranked)]:
+            result: dict[str, Any] = {"index": index, "relevance_score": score}
+            if body.return_documents:
+                result["document"] = {"text": body.documents[index]}
+            results.append(result)
+        return web.json_response(
+            {"id": api.new_id("rerank"), "results": results, "usage": {"total_tokens": tokens}}
+        )
+
+
+def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+
+
+def _encode(generator: TextGenerator, text: str, *, add_special_tokens: bool) -> list[int]:
+    ids = generator.tokenizer.encode(text, add_special_tokens=add_special_tokens).input_ids
+    return [int(token) for token in ids.data[0]]
+
+
+def generation_config(
+    body: ChatCompletionRequest | CompletionRequest, generator: TextGenerator, prompt_length: int
+) -> genai.GenerationConfig:
+    """The request's sampling settings as GenAI's; what GenAI refuses is the client's mistake."""
+    context = generator.context_length
+    if context is not None and prompt_length >= context:
+        raise RequestError(
+            f"the prompt is {prompt_length} tokens; the model's context holds {context}", "messages"
+        )
+    config = generator.default_config()
+    limit = body.token_limit()
+    if limit is not None:
+        config.max_new_tokens = limit
+    elif context is not None:
+        config.max_length = context  # until the end of text, or of the context
+    sampling = body.temperature is not None and body.temperature > 0
+    config.do_sample = sampling
+    if sampling:
+        config.temperature = body.temperature or 1.0
+        config.top_p = body.top_p if body.top_p is not None else 1.0
+        if body.top_k is not None and body.top_k > 0:
+            config.top_k = body.top_k
+        if body.seed is not None:
+            config.rng_seed = body.seed
+    config.num_return_sequences = body.n
+    if body.n > 1 and not sampling:
+        config.num_beams = body.n  # several answers without sampling: beam search's best n
+    config.stop_strings = body.stop_strings()
+    config.include_stop_str_in_output = body.include_stop_str_in_output
+    config.ignore_eos = body.ignore_eos
+    if body.frequency_penalty is not None:
+        config.frequency_penalty = body.frequency_penalty
+    if body.presence_penalty is not None:
+        config.presence_penalty = body.presence_penalty
+    if body.repetition_penalty is not None:
+        config.repetition_penalty = body.repetition_penalty
+    if (isinstance(body, ChatCompletionRequest) and body.logprobs) or (
+        isinstance(body, CompletionRequest) and body.logprobs
+    ):
+        config.logprobs = 1
+    try:
+        config.validate()
+    except RuntimeError as error:
+        raise RequestError(f"GenAI refuses these settings: {error}") from None
+    return config
+
+
+async def _collect(generation: Generation, n: int) -> list[_Choice]:
+    choices = [_Choice() for _ in range(n)]
+    pieces: AsyncIterator[list[Piece]] = generation.pieces()
+    async for batch in pieces:
+        for piece in batch:
+            choice = choices[piece.index]
+            choice.token_ids += piece.token_ids
+            choice.log_probs += piece.log_probs
+            choice.finish_reason = piece.finish_reason or choice.finish_reason
+    return choices
+
+
+def _logprobs(
+    body: ChatCompletionRequest | CompletionRequest,
+    generator: TextGenerator,
+    token_ids: list[int],
+    log_probs: list[float],
+    offset: int,
+    chat: bool,
+) -> dict[str, Any] | None:
+    if not body.logprobs or not log_probs:
+        return None
+    tokens = [generator.tokenizer.decode([token]) for token in token_ids]
+    if chat:
+        return api.chat_logprobs(tokens, log_probs)
+    return api.completion_logprobs(tokens, log_probs, offset)
+
+
+class _Detokenizer:
+    """Text of a growing token list, handed out as it becomes final: a character whose bytes
+    have not all arrived (byte-level tokens) waits for the rest."""
+
+    def __init__(self, tokenizer: genai.Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._sent = 0
+
+    def add(self, token_ids: list[int], *, final: bool) -> str:
+        self._ids += token_ids
+        text: str = self._tokenizer.decode(self._ids)
+        ready = text if final else text.rstrip("\ufffd")
+        new = ready[self._sent :]
+        self._sent = max(self._sent, len(ready))
+        return new

@@ -1,0 +1,126 @@
+"""The generative model of a ``--task`` command line: loaded in the background (the server
+answers health probes meanwhile), ready once its pipeline is, counted in /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TypeVar
+
+from kubevino_runtime.errors import ErrorKind, ServingError, not_found
+from kubevino_runtime.generative.encoders import Embedder, Reranker
+from kubevino_runtime.generative.pipelines import Loaded, TextGenerator, load
+from kubevino_runtime.generative.settings import GenerativeSettings
+from kubevino_runtime.generative.text_generation import Timing
+from kubevino_runtime.metrics import Metrics
+
+log = logging.getLogger("kubevino.generative")
+Served = TypeVar("Served", TextGenerator, Embedder, Reranker)
+
+
+class GenerativeService:
+    def __init__(self, settings: GenerativeSettings, device: str, metrics: Metrics) -> None:
+        self.settings = settings
+        self.device = device
+        self.metrics = metrics
+        self.created = int(time.time())
+        self.loaded: Loaded | None = None
+        self.failure: str | None = None
+        self.shutting_down = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def name(self) -> str:
+        return self.settings.model_name
+
+    async def load(self) -> None:
+        started = time.monotonic()
+        try:
+            self.loaded = await asyncio.to_thread(load, self.settings, self.device)
+        except Exception as error:  # GenAI's reasons are RuntimeErrors with its message
+            self.failure = f"model {self.name}: {self.settings.model_path} failed to load: {error}"
+            log.error("%s", self.failure)
+            return
+        log.info(
+            "model %s (%s) loaded on %s in %.1f s",
+            self.name,
+            self.settings.task.value,
+            self.device,
+            time.monotonic() - started,
+        )
+
+    def ready(self) -> bool:
+        return self.loaded is not None and not self.shutting_down
+
+    def not_ready_reasons(self) -> list[str]:
+        if self.failure:
+            return [self.failure]
+        if self.loaded is None:
+            return [f"model {self.name} is loading"]
+        return ["shutting down"] if self.shutting_down else []
+
+    def check_model(self, name: str) -> None:
+        if name != self.name:
+            raise not_found(f"The model `{name}` does not exist; this server serves `{self.name}`")
+        if self.shutting_down:
+            raise ServingError(ErrorKind.UNAVAILABLE, "the server is shutting down")
+        if self.loaded is None:
+            raise ServingError(
+                ErrorKind.UNAVAILABLE, self.failure or f"model {self.name} is still loading"
+            )
+
+    def text_generator(self, name: str) -> TextGenerator:
+        return self._expect(name, TextGenerator, "chat/completions and completions")
+
+    def embedder(self, name: str) -> Embedder:
+        return self._expect(name, Embedder, "embeddings")
+
+    def reranker(self, name: str) -> Reranker:
+        return self._expect(name, Reranker, "rerank")
+
+    def _expect(self, name: str, kind: type[Served], endpoint: str) -> Served:
+        self.check_model(name)
+        if not isinstance(self.loaded, kind):
+            raise ServingError(
+                ErrorKind.INVALID,
+                f"model {self.name} serves --task {self.settings.task.value}, not {endpoint}",
+            )
+        return self.loaded
+
+    # --- accounting --------------------------------------------------------------------------
+
+    def started(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def ended(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def drained(self) -> None:
+        await self._idle.wait()
+
+    def count_generation(self, prompt_tokens: int, timing: Timing) -> None:
+        labels = (self.name,)
+        self.metrics.prompt_tokens.labels(*labels).inc(prompt_tokens)
+        self.metrics.generated_tokens.labels(*labels).inc(timing.tokens)
+        if timing.time_to_first_token is not None:
+            self.metrics.time_to_first_token.labels(*labels).observe(timing.time_to_first_token)
+        if timing.time_per_output_token is not None:
+            self.metrics.time_per_output_token.labels(*labels).observe(timing.time_per_output_token)
+
+    def refresh_gauges(self) -> None:
+        if not isinstance(self.loaded, TextGenerator):
+            return
+        load = self.loaded.engine.load()
+        self.metrics.generation_running.labels(self.name).set(load.running)
+        self.metrics.generation_waiting.labels(self.name).set(load.waiting)
+        self.metrics.kv_cache_usage.labels(self.name).set(load.kv_cache_usage)
+
+    def close(self) -> None:
+        if isinstance(self.loaded, TextGenerator):
+            self.loaded.engine.close()

@@ -1,0 +1,414 @@
+"""kubevino-serve --task: Model Server's OpenAI-compatible endpoints over openvino-genai, shown
+with the official openai client on tiny models built at test time (no downloads)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+import openvino as ov
+import openvino_genai as genai
+import pytest
+
+from kubevino_runtime.demo_generative import (
+    write_embedding_model,
+    write_llama_gguf,
+    write_rerank_model,
+)
+from tests.runtime.serving import RunningServer, running_server
+
+pytestmark = pytest.mark.runtime
+
+MODEL = "tiny-llama"
+TOKENS = 24
+# Without an end-of-text token the random model would stop where it happens to emit one.
+FULL_LENGTH = {"ignore_eos": True}
+
+
+@pytest.fixture(scope="module")
+def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_llama_gguf(tmp_path_factory.mktemp("llm"))
+
+
+def _serve(model: Path, task: str, tmp_path: Path, *flags: str) -> Iterator[RunningServer]:
+    with running_server(
+        [
+            "--model_path",
+            str(model),
+            "--model_name",
+            MODEL,
+            "--task",
+            task,
+            "--target_device",
+            "CPU",
+            "--metrics_enable",
+            *flags,
+        ],
+        tmp_path,
+    ) as server:
+        server.wait_ready()
+        yield server
+
+
+@pytest.fixture(scope="module")
+def llm_server(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from _serve(
+        gguf,
+        "text_generation",
+        tmp_path_factory.mktemp("llm-server"),
+        "--max_num_seqs",
+        "32",
+        "--cache_size",
+        "1",
+        "--enable_prefix_caching",
+        "false",
+        "--dynamic_split_fuse",
+        "true",
+        "--max_num_batched_tokens",
+        "512",
+    )
+
+
+def _client(server: RunningServer, prefix: str = "/v3") -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.rest + prefix, api_key="unused", max_retries=0)
+
+
+def _greedy_in_process(gguf: Path, prompt_ids: list[int], tokens: int) -> list[int]:
+    pipeline = genai.LLMPipeline(str(gguf), "CPU")
+    config = genai.GenerationConfig(max_new_tokens=tokens, do_sample=False, ignore_eos=True)
+    result = pipeline.generate(ov.Tensor(np.array([prompt_ids], dtype=np.int64)), config)
+    return [int(token) for token in result.tokens[0]]
+
+
+def _tokenizer(gguf: Path) -> genai.Tokenizer:
+    return genai.LLMPipeline(str(gguf), "CPU").get_tokenizer()
+
+
+def _ids(tokenizer: genai.Tokenizer, text: str, *, special: bool) -> list[int]:
+    encoded = tokenizer.encode(text, add_special_tokens=special).input_ids.data[0]
+    return [int(token) for token in encoded]
+
+
+def _metric(server: RunningServer, family: str) -> float:
+    for line in httpx.get(f"{server.rest}/metrics").text.splitlines():
+        if line.startswith(f'{family}{{name="{MODEL}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {family}")
+
+
+# --- text generation -----------------------------------------------------------------------------
+
+
+def test_ready_once_loaded_and_models_list_the_served_model(llm_server: RunningServer) -> None:
+    assert httpx.get(f"{llm_server.rest}/v2/health/ready").json() == {"ready": True}
+    for prefix in ("/v3", "/v3/v1", "/v1"):
+        models = _client(llm_server, prefix).models.list()
+        assert [model.id for model in models.data] == [MODEL]
+    # GET /v1/models/NAME is TF-Serving's model status, in Model Server as here.
+    for prefix in ("/v3", "/v3/v1"):
+        assert _client(llm_server, prefix).models.retrieve(MODEL).owned_by == "OVMS"
+
+
+def test_chat_completion_is_greedy_genai_on_the_chat_template(
+    llm_server: RunningServer, gguf: Path
+) -> None:
+    messages: list[Any] = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "what is the capital of france"},
+    ]
+    reply = _client(llm_server).chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=TOKENS, temperature=0, extra_body=FULL_LENGTH
+    )
+    tokenizer = _tokenizer(gguf)
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    expected = _greedy_in_process(gguf, _ids(tokenizer, prompt, special=False), TOKENS)
+    assert reply.choices[0].message.content == tokenizer.decode(expected)
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == TOKENS
+    assert reply.usage.prompt_tokens == len(_ids(tokenizer, prompt, special=False))
+
+
+def test_completion_streams_what_the_whole_answer_says_then_usage_and_done(
+    llm_server: RunningServer, gguf: Path
+) -> None:
+    client = _client(llm_server)
+    whole = client.completions.create(
+        model=MODEL, prompt="the cat sat on", max_tokens=TOKENS, extra_body=FULL_LENGTH
+    )
+    stream = client.completions.create(
+        model=MODEL,
+        prompt="the cat sat on",
+        max_tokens=TOKENS,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body=FULL_LENGTH,
+    )
+    chunks = list(stream)
+    text = "".join(chunk.choices[0].text for chunk in chunks if chunk.choices)
+    assert text == whole.choices[0].text
+    tokenizer = _tokenizer(gguf)
+    expected = _greedy_in_process(gguf, _ids(tokenizer, "the cat sat on", special=True), TOKENS)
+    assert text == tokenizer.decode(expected)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == TOKENS
+    raw = httpx.post(
+        f"{llm_server.rest}/v3/completions",
+        json={"model": MODEL, "prompt": "hello", "max_tokens": 3, "stream": True},
+    )
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    assert raw.text.rstrip().endswith("data: [DONE]")
+
+
+def test_a_stop_string_ends_the_answer_before_it_with_finish_reason_stop(
+    llm_server: RunningServer,
+) -> None:
+    client = _client(llm_server)
+    prompt = "paris is the capital of"
+    free = client.completions.create(
+        model=MODEL, prompt=prompt, max_tokens=TOKENS, extra_body=FULL_LENGTH
+    ).choices[0]
+    # A printable character of the greedy answer after its start, which must end it there
+    # (one character: GenAI matches stop strings by tokens, and this toy vocabulary spells a
+    # string several ways).
+    stop = next(char for char in free.text[3:] if char.isalnum())
+    stopped = client.completions.create(
+        model=MODEL, prompt=prompt, max_tokens=TOKENS, stop=[stop], extra_body=FULL_LENGTH
+    ).choices[0]
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == free.text[: free.text.index(stop)]
+
+
+def test_sampling_with_a_seed_repeats_and_n_gives_several_choices(
+    llm_server: RunningServer,
+) -> None:
+    client = _client(llm_server)
+    settings: dict[str, Any] = {
+        "model": MODEL,
+        "prompt": "hello world",
+        "max_tokens": 12,
+        "temperature": 1.5,
+        "top_p": 0.9,
+        "seed": 1234,
+        "extra_body": {**FULL_LENGTH, "top_k": 50},
+    }
+    first = client.completions.create(**settings)
+    again = client.completions.create(**settings)
+    assert first.choices[0].text == again.choices[0].text
+    several = client.completions.create(**settings, n=3)
+    assert [choice.index for choice in several.choices] == [0, 1, 2]
+    assert several.usage is not None and several.usage.completion_tokens == 36
+
+
+def test_logprobs_are_genais_for_the_chosen_tokens(llm_server: RunningServer) -> None:
+    reply = _client(llm_server).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "hello"}],
+        max_tokens=6,
+        logprobs=True,
+        extra_body=FULL_LENGTH,
+    )
+    logprobs = reply.choices[0].logprobs
+    assert logprobs is not None and logprobs.content is not None
+    assert len(logprobs.content) == 6
+    assert all(entry.logprob <= 0 for entry in logprobs.content)
+
+
+def test_concurrent_requests_are_batched_not_queued(llm_server: RunningServer) -> None:
+    client = openai.AsyncOpenAI(base_url=llm_server.rest + "/v3", api_key="x", max_retries=0)
+    tokens = 96
+
+    async def one(index: int) -> int:
+        reply = await client.completions.create(
+            model=MODEL,
+            prompt=f"the dog {index}",
+            max_tokens=tokens,
+            extra_body=FULL_LENGTH,
+        )
+        assert reply.usage is not None
+        return reply.usage.completion_tokens
+
+    async def timed(count: int) -> float:
+        started = time.monotonic()
+        assert await asyncio.gather(*(one(i) for i in range(count))) == [tokens] * count
+        return time.monotonic() - started
+
+    async def measure() -> tuple[float, float]:
+        await timed(1)  # warm
+        return await timed(1), await timed(12)
+
+    single, twelve = asyncio.run(measure())
+    assert twelve < 6 * single, f"12 requests took {twelve:.2f} s, one {single:.2f} s"
+
+
+def test_a_client_that_disconnects_cancels_its_generation(llm_server: RunningServer) -> None:
+    body = {
+        "model": MODEL,
+        "prompt": "a long story",
+        "max_tokens": 1900,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{llm_server.rest}/v3/completions", json=body) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))
+        llm_server.wait_for(
+            lambda: _metric(llm_server, "kubevino_generation_requests_running") == 1, 10, "running"
+        )
+    llm_server.wait_for(
+        lambda: _metric(llm_server, "kubevino_generation_requests_running") == 0,
+        10,
+        "done with the cancelled request",
+    )
+    generated = _metric(llm_server, "kubevino_generated_tokens")
+    time.sleep(0.5)
+    assert _metric(llm_server, "kubevino_generated_tokens") == generated
+
+
+def test_generation_metrics_count_tokens_and_time_them(llm_server: RunningServer) -> None:
+    before = _metric(llm_server, "kubevino_generated_tokens")
+    _client(llm_server).completions.create(
+        model=MODEL, prompt="hello", max_tokens=5, extra_body=FULL_LENGTH
+    )
+    assert _metric(llm_server, "kubevino_generated_tokens") == before + 5
+    assert _metric(llm_server, "kubevino_prompt_tokens") > 0
+    text = httpx.get(f"{llm_server.rest}/metrics").text
+    for family in (
+        "kubevino_time_to_first_token_seconds_count",
+        "kubevino_time_per_output_token_seconds_count",
+        "kubevino_kv_cache_usage_ratio",
+        "kubevino_generation_requests_waiting",
+    ):
+        assert f'{family}{{name="{MODEL}"}}' in text
+
+
+# --- client mistakes ----------------------------------------------------------------------------
+
+CHAT = "/v3/chat/completions"
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "param"),
+    [
+        (CHAT, b"{not json", 400, None),
+        (CHAT, b'{"model": "tiny-llama", "messages": [], "temperature": NaN}', 400, None),
+        (CHAT, b"[1, 2]", 400, None),
+        (CHAT, {"model": "other", "messages": HELLO}, 404, None),
+        (CHAT, {"model": MODEL}, 400, "messages"),
+        (CHAT, {"model": MODEL, "messages": []}, 400, "messages"),
+        (CHAT, {"model": MODEL, "messages": HELLO, "max_tokens": -1}, 400, "max_tokens"),
+        (CHAT, {"model": MODEL, "messages": HELLO, "max_tokens": "10"}, 400, "max_tokens"),
+        (CHAT, {"model": MODEL, "messages": HELLO, "temperature": 7}, 400, "temperature"),
+        (CHAT, {"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, 400, None),
+        (CHAT, {"model": MODEL, "messages": HELLO, "n": 0}, 400, "n"),
+        (CHAT, {"model": MODEL, "messages": HELLO, "stream_options": {}}, 400, None),
+        ("/v3/completions", {"model": MODEL, "prompt": 5}, 400, "prompt"),
+        ("/v3/embeddings", {"model": MODEL, "input": "x"}, 400, None),
+    ],
+)
+def test_client_mistakes_are_4xx_with_openais_error_object(
+    llm_server: RunningServer, path: str, body: Any, status: int, param: str | None
+) -> None:
+    url = llm_server.rest + path
+    response = (
+        httpx.post(url, content=body) if isinstance(body, bytes) else httpx.post(url, json=body)
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if param is not None:
+        assert error["param"] == param
+
+
+def test_the_openai_client_raises_its_own_errors_for_them(llm_server: RunningServer) -> None:
+    client = _client(llm_server)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nothing", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=[], max_tokens=3)
+
+
+def test_kv_cache_precision_u8_serves_from_an_8_bit_cache(gguf: Path, tmp_path: Path) -> None:
+    for server in _serve(gguf, "text_generation", tmp_path, "--kv_cache_precision", "u8"):
+        reply = _client(server).completions.create(
+            model=MODEL, prompt="the cat", max_tokens=8, extra_body=FULL_LENGTH
+        )
+        assert reply.usage is not None and reply.usage.completion_tokens == 8
+
+
+def test_pipeline_type_lm_serves_with_llm_pipeline_the_same_greedy_text(
+    gguf: Path, tmp_path: Path
+) -> None:
+    for server in _serve(gguf, "text_generation", tmp_path, "--pipeline_type", "LM"):
+        reply = _client(server).completions.create(
+            model=MODEL, prompt="the cat", max_tokens=TOKENS, extra_body=FULL_LENGTH
+        )
+        tokenizer = _tokenizer(gguf)
+        expected = _greedy_in_process(gguf, _ids(tokenizer, "the cat", special=True), TOKENS)
+        assert reply.choices[0].text == tokenizer.decode(expected)
+        assert "one request at a time (LLMPipeline)" in server.log()
+
+
+# --- embeddings and rerank -----------------------------------------------------------------------
+
+
+def test_embeddings_are_genais_with_the_pooling_and_normalization_flags(tmp_path: Path) -> None:
+    model = write_embedding_model(tmp_path / "embeddings")
+    texts = ["the cat sat on the mat", "paris is the capital of france"]
+    for server in _serve(
+        model, "embeddings", tmp_path, "--pooling", "MEAN", "--normalize", "false"
+    ):
+        client = _client(server)
+        as_floats = client.embeddings.create(model=MODEL, input=texts, encoding_format="float")
+        as_base64 = client.embeddings.create(model=MODEL, input=texts)  # the client's default
+        config = genai.TextEmbeddingPipeline.Config()
+        config.pooling_type = genai.TextEmbeddingPipeline.PoolingType.MEAN
+        config.normalize = False
+        expected = genai.TextEmbeddingPipeline(str(model), "CPU", config).embed_documents(texts)
+        for served in (as_floats, as_base64):
+            np.testing.assert_allclose(
+                [item.embedding for item in served.data], expected, rtol=1e-5
+            )
+        assert not np.isclose(np.linalg.norm(expected[0]), 1.0)
+        assert as_floats.usage.prompt_tokens > 0
+
+
+def test_rerank_orders_documents_as_genai_does(tmp_path: Path) -> None:
+    model = write_rerank_model(tmp_path / "rerank")
+    query, documents = "the cat", ["the dog sat", "paris is the capital", "cat on the mat"]
+    expected = genai.TextRerankPipeline(str(model), "CPU").rerank(query, documents)
+    for server in _serve(model, "rerank", tmp_path):
+        response = httpx.post(
+            f"{server.rest}/v3/rerank",
+            json={
+                "model": MODEL,
+                "query": query,
+                "documents": documents,
+                "top_n": 2,
+                "return_documents": True,
+            },
+        )
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert [r["index"] for r in results] == [index for index, _ in expected[:2]]
+        assert [r["document"]["text"] for r in results] == [documents[i] for i, _ in expected[:2]]
+        np.testing.assert_allclose(
+            [r["relevance_score"] for r in results], [s for _, s in expected[:2]], rtol=1e-5
+        )
+        wrong = _client(server).chat.completions.create
+        with pytest.raises(openai.BadRequestError, match="serves --task rerank"):
+            wrong(model=MODEL, messages=[{"role": "user", "content": "hi"}])
