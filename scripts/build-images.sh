@@ -3,6 +3,7 @@
 # podman, tagged as the operator's defaults expect: ghcr.io/kubevino/<target>:<version>.
 # Idempotent: podman's layer cache makes a rebuild of unchanged sources take seconds.
 #
+#   sudo scripts/system-packages.sh              # once: podman, debootstrap, ...
 #   sudo scripts/build-images.sh                 # all targets
 #   sudo scripts/build-images.sh runtime         # some targets
 #   KUBEVINO_SAVE_DIR=/path sudo scripts/build-images.sh   # also write docker-archives there
@@ -24,11 +25,13 @@ log() { echo "build-images: $*" >&2; }
 
 [ "$(id -u)" = 0 ] || { log "needs root (rootful podman)"; exit 1; }
 
-# podman, runc, slirp4netns (the image tests publish ports through it), debootstrap: the one
-# script that installs the project's Debian packages.
-"$here/system-packages.sh"
+# podman, runc, slirp4netns (the image tests publish ports through it), debootstrap: installed
+# by scripts/system-packages.sh (scripts/test.sh runs it first), only checked here.
 for tool in podman runc slirp4netns debootstrap; do
-  command -v "$tool" >/dev/null || { log "$tool is missing (scripts/system-packages.sh did not install it)"; exit 1; }
+  command -v "$tool" >/dev/null || {
+    log "$tool is missing: run scripts/system-packages.sh as root first"
+    exit 1
+  }
 done
 
 # Our own containers.conf instead of editing the machine's: crun refuses this host's hybrid
