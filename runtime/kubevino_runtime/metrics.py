@@ -251,11 +251,20 @@ class Metrics:
         """Prometheus text format with Model Server's exact names, of the given families only;
         with --workers, the sum of every worker's (their values live in the directory the
         supervisor shares)."""
+        registry = self.registry
         if os.environ.get(METRICS_DIR_ENV):
-            shared = CollectorRegistry()
-            MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
-            return generate_latest(_ModelServerNames(shared, families))
-        return generate_latest(_ModelServerNames(self.registry, families))
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        named = _ModelServerNames(registry, families)
+        text = generate_latest(named)
+        # prometheus_client heads a counter's HELP and TYPE lines with ``<name>_total`` whatever
+        # its samples are called: name them like the samples, as Model Server does.
+        for counter in named.counters:
+            for kind in (b"HELP", b"TYPE"):
+                text = text.replace(
+                    b"# %s %s_total " % (kind, counter), b"# %s %s " % (kind, counter)
+                )
+        return text
 
 
 class _ModelServerNames:
@@ -265,11 +274,14 @@ class _ModelServerNames:
     def __init__(self, registry: CollectorRegistry, families: frozenset[str]) -> None:
         self.registry = registry
         self.families = families
+        self.counters: list[bytes] = []  # counter families collected, by name
 
     def collect(self) -> Iterator[Metric]:
         for family in self.registry.collect():
             if family.name not in self.families:
                 continue
+            if family.type == "counter":
+                self.counters.append(family.name.encode())
             renamed = Metric(family.name, family.documentation, family.type, family.unit)
             for sample in family.samples:
                 if sample.name.endswith("_created"):

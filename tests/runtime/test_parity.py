@@ -50,10 +50,10 @@ def _metadata(server: RunningServer, model: str) -> dict[str, Any]:
 
 
 def _families(server: RunningServer) -> set[str]:
-    """The families /metrics serves (prometheus_client's TYPE line adds _total to counters)."""
+    """The families /metrics declares."""
     text = httpx.get(f"{server.rest}/metrics").text
     declared = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
-    return {name.removesuffix("_total") for name in declared}
+    return set(declared)
 
 
 def _gauge(server: RunningServer, family: str, model: str) -> float:
