@@ -50,6 +50,7 @@ GENERATIVE_FAMILIES: Final = frozenset(
         "kubevino_generation_requests_waiting",
         "kubevino_prompt_tokens",
         "kubevino_generated_tokens",
+        "kubevino_generation_steps",
         "kubevino_time_to_first_token_seconds",
         "kubevino_time_per_output_token_seconds",
         "kubevino_kv_cache_usage_ratio",
@@ -222,6 +223,13 @@ class Metrics:
         self.generated_tokens = Counter(
             "kubevino_generated_tokens",
             "Tokens generated.",
+            ["name"],
+            registry=self.registry,
+        )
+        self.generation_steps = Counter(
+            "kubevino_generation_steps",
+            "Decoding steps the pipeline took; each advances every request in its batch by one "
+            "token (generated tokens per step shows the batching).",
             ["name"],
             registry=self.registry,
         )

@@ -29,6 +29,7 @@ class GenerativeService:
         self.failure: str | None = None
         self.shutting_down = False
         self.in_flight = 0
+        self._steps_published = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -116,7 +117,11 @@ class GenerativeService:
     def refresh_gauges(self) -> None:
         if not isinstance(self.loaded, TextGenerator):
             return
-        load = self.loaded.engine.load()
+        engine = self.loaded.engine
+        load = engine.load()
+        steps = engine.steps  # counted by the pipeline's thread; published here, at scrapes
+        self.metrics.generation_steps.labels(self.name).inc(steps - self._steps_published)
+        self._steps_published = steps
         self.metrics.generation_running.labels(self.name).set(load.running)
         self.metrics.generation_waiting.labels(self.name).set(load.waiting)
         self.metrics.kv_cache_usage.labels(self.name).set(load.kv_cache_usage)

@@ -94,6 +94,10 @@ class Generation(Protocol):
 
 
 class Engine(Protocol):
+    # Decoding steps taken since start: each advances every request scheduled in it by one
+    # token, so generated tokens per step is what batching buys.
+    steps: int
+
     def submit(self, prompt_ids: list[int], config: genai.GenerationConfig) -> Generation: ...
 
     def load(self) -> EngineLoad: ...
@@ -199,6 +203,7 @@ class ContinuousBatchingEngine:
         self._live: set[_BatchedGeneration] = set()
         self._closing = False
         self._load = EngineLoad()
+        self.steps = 0
         self._thread = threading.Thread(target=self._run, name="genai-steps", daemon=True)
         self._thread.start()
 
@@ -246,6 +251,7 @@ class ContinuousBatchingEngine:
             error = None
             try:
                 self._pipeline.step()
+                self.steps += 1
             except Exception as failure:  # the pipeline's own failure: every request ends
                 log.exception("generation step failed")
                 error = f"generation failed: {failure}"
@@ -296,6 +302,7 @@ class _SequentialGeneration:
         self.timing = Timing()
 
     def _from_thread(self, token_ids: list[int]) -> None:
+        self._engine.steps += 1  # one request at a time: a step per token
         self._loop.call_soon_threadsafe(self._queue.put_nowait, [Piece(0, token_ids, [])])
 
     def _generate(self) -> genai.EncodedResults:
@@ -328,6 +335,7 @@ class SequentialEngine:
         self.pipeline = pipeline
         self.turn = asyncio.Lock()
         self._waiting = 0
+        self.steps = 0
 
     def submit(self, prompt_ids: list[int], config: genai.GenerationConfig) -> Generation:
         if config.num_return_sequences != 1:
