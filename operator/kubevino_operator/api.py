@@ -29,11 +29,25 @@ AcceleratorName = Literal[
 AccessMode = Literal["DevicePlugin", "HostDevices"]
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 RuntimeChoice = Literal["Auto", "Kubevino", "ModelServer"]
+# What the model files are, and so which API serves them: Tensor models answer KServe v2 and
+# TF-Serving; the others are OpenVINO GenAI pipelines behind Model Server's OpenAI-compatible /v3.
+ModelTask = Literal["Tensor", "TextGeneration", "Embeddings", "Rerank"]
+GENERATIVE_TASKS: tuple[ModelTask, ...] = ("TextGeneration", "Embeddings", "Rerank")
+# Model Server's (and kubevino-serve's) --task value of each generative task.
+SERVER_TASK: dict[ModelTask, str] = {
+    "TextGeneration": "text_generation",
+    "Embeddings": "embeddings",
+    "Rerank": "rerank",
+}
 
 # Targets the kubevino runtime (current OpenVINO) cannot drive: MYRIAD and HDDL plugins left
 # OpenVINO after 2022.3; the NVIDIA plugin lives in openvino_contrib builds of Model Server.
 MODEL_SERVER_ONLY_FAMILIES = ("MYRIAD", "HDDL", "NVIDIA")
 _MODEL_SERVER_ONLY_PATTERN = r"(^|[:,-])(" + "|".join(MODEL_SERVER_ONLY_FAMILIES) + r")([.(,]|$)"
+# What OpenVINO GenAI's pipelines cannot run on: the families above have no GenAI plugin at all,
+# and MULTI and BATCH are not among the targets Model Server's --task accepts (CPU, GPU, NPU,
+# AUTO, HETERO).
+_NOT_GENERATIVE_PATTERN = r"^(MULTI|BATCH):|" + _MODEL_SERVER_ONLY_PATTERN
 
 _NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # The name becomes a Service name: a DNS-1035 label (starts with a letter, at most 63).
@@ -279,6 +293,12 @@ class ModelSpec(ApiModel):
             message="model.cache keeps downloads: it needs an http or s3 source",
             holds=lambda m: m.cache is None or m.source.http is not None or m.source.s3 is not None,
         ),
+        Rule(
+            cel="!has(self.versionPolicy) || !has(self.task) || self.task == 'Tensor'",
+            message="model.versionPolicy picks versions of a Tensor model; a generative model "
+            "is one directory without versions: remove versionPolicy",
+            holds=lambda m: m.version_policy is None or m.task == "Tensor",
+        ),
     )
 
     name: str | None = Field(
@@ -287,7 +307,20 @@ class ModelSpec(ApiModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         max_length=128,
     )
-    source: ModelSource = Field(description="Where the model files come from.")
+    source: ModelSource = Field(
+        description="Where the model files come from. A generative task reads one OpenVINO "
+        "GenAI model directory (as `optimum-cli export openvino` writes it) instead of version "
+        "folders: the source's directory itself, or version 1 of an http/s3 download (an "
+        "archive of the directory's files lands there)."
+    )
+    task: ModelTask = Field(
+        default="Tensor",
+        description="What the model does, which decides the API that serves it. Tensor: an "
+        "OpenVINO-readable model over KServe v2 and TF-Serving (REST and gRPC). TextGeneration, "
+        "Embeddings, Rerank: an OpenVINO GenAI pipeline behind Model Server's OpenAI-compatible "
+        "REST API under /v3 (chat/completions and completions, embeddings, rerank), tuned in "
+        "spec.generation.",
+    )
     version_policy: VersionPolicy | None = Field(
         default=None, description="Which versions to serve (default: the latest one)."
     )
@@ -464,6 +497,132 @@ class PerformanceSpec(ApiModel):
         return dict(sorted(merged.items()))
 
 
+# --- generation -------------------------------------------------------------------------------
+
+# The leading part of a draft model's directory name: Model Server turns "/" in it into "-",
+# so only a directory directly inside the model directory means the same to both.
+_DIRECTORY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def static_pipeline(target_device: str) -> bool:
+    """Whether text generation runs GenAI's static LLMPipeline rather than continuous batching:
+    wherever the target names NPU, the one device without continuous batching (the rule both
+    kubevino-serve and Model Server apply to the AUTO pipeline type)."""
+    return "NPU" in target_device
+
+
+class DraftModel(ApiModel):
+    """A smaller model of the same family proposing tokens that the main model checks
+    (speculative decoding): faster generation for the same output."""
+
+    directory: str = Field(
+        description="Directory inside the model directory that holds the draft model (an "
+        "OpenVINO GenAI model directory too), e.g. draft.",
+        pattern=_DIRECTORY_NAME_PATTERN,
+        max_length=255,
+    )
+
+
+class TextGenerationSpec(ApiModel):
+    """Text generation settings: Model Server's --task text_generation options."""
+
+    kv_cache_size_gb: int | None = Field(
+        default=None,
+        alias="kvCacheSizeGB",
+        ge=0,
+        le=4096,
+        description="KV cache size in GB (Model Server's cache_size); 0 or unset: it grows as "
+        "needed. Continuous batching only (not NPU).",
+    )
+    max_concurrent_sequences: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description="Sequences one step of continuous batching holds (Model Server's "
+        "max_num_seqs, default 256); requests beyond it wait. Continuous batching only.",
+    )
+    max_batched_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=1048576,
+        description="Tokens one step of continuous batching processes (Model Server's "
+        "max_num_batched_tokens; default GenAI's). Continuous batching only.",
+    )
+    prefix_caching: bool | None = Field(
+        default=None,
+        description="Reuse the KV cache of prompt prefixes shared between requests (Model "
+        "Server's enable_prefix_caching, default true). Continuous batching only.",
+    )
+    dynamic_split_fuse: bool | None = Field(
+        default=None,
+        description="Split long prompts across steps, fused with generation (Model Server's "
+        "dynamic_split_fuse, default true). Continuous batching only.",
+    )
+    kv_cache_precision: (
+        # One value: pydantic would write "const", which structural schemas do not allow.
+        Annotated[Literal["u8"], WithJsonSchema({"type": "string", "enum": ["u8"]})] | None
+    ) = Field(
+        default=None,
+        description="u8 keeps the KV cache in 8 bits (about half the memory); unset: the "
+        "device's precision (Model Server's kv_cache_precision).",
+    )
+    max_prompt_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=1048576,
+        description="NPU only, and required there: the longest prompt, in tokens, the static "
+        "pipeline is compiled for (Model Server's max_prompt_len); longer prompts are refused.",
+    )
+    min_response_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=1048576,
+        description="NPU only, and required there: tokens the compiled KV cache keeps for the "
+        "response beyond maxPromptLength (GenAI's MIN_RESPONSE_LEN, passed as a plugin "
+        "property). Prompt and response together never exceed the sum of the two.",
+    )
+    draft_model: DraftModel | None = Field(
+        default=None,
+        description="Speculative decoding with a draft model (Model Server's "
+        "draft_source_model). Needs serving.runtime ModelServer: kubevino-serve does not "
+        "implement it. Continuous batching only.",
+    )
+
+
+# What only continuous batching has: NPU's static pipeline would ignore them, so they are refused
+# there rather than accepted and ignored.
+CONTINUOUS_BATCHING_FIELDS = (
+    "kvCacheSizeGB",
+    "maxConcurrentSequences",
+    "maxBatchedTokens",
+    "prefixCaching",
+    "dynamicSplitFuse",
+    "draftModel",
+)
+
+
+class EmbeddingsSpec(ApiModel):
+    """Embedding settings: Model Server's --task embeddings options."""
+
+    normalize: bool | None = Field(
+        default=None, description="L2-normalize each embedding (default true)."
+    )
+    pooling: Literal["CLS", "LAST", "MEAN"] | None = Field(
+        default=None,
+        description="How token states become one embedding: CLS (the default), LAST or MEAN.",
+    )
+
+
+class GenerationSpec(ApiModel):
+    """Settings of a generative model (spec.model.task other than Tensor): the section of
+    its task, Rerank having none."""
+
+    text_generation: TextGenerationSpec | None = Field(
+        default=None, description="For task TextGeneration."
+    )
+    embeddings: EmbeddingsSpec | None = Field(default=None, description="For task Embeddings.")
+
+
 # --- serving ----------------------------------------------------------------------------------
 
 
@@ -591,6 +750,142 @@ class ServingSpec(ApiModel):
     )
 
 
+_TASK_CEL = "(has(self.model.task) ? self.model.task : 'Tensor')"
+_TARGET_CEL = (
+    "(has(self.device) && has(self.device.targetDevice) ? self.device.targetDevice : 'CPU')"
+)
+_TEXT_CEL = "(has(self.generation) && has(self.generation.textGeneration))"
+_TEXT = "self.generation.textGeneration"
+_TENSOR_ONLY_PERFORMANCE = ("batchSize", "shape", "shapes", "numRequests")
+# GenAI properties the typed text generation fields set.
+_TYPED_GENAI_KEYS = ("MAX_PROMPT_LEN", "MIN_RESPONSE_LEN", "KV_CACHE_PRECISION")
+
+
+def _text_settings(spec: InferenceModelSpec) -> dict[str, Any]:
+    """spec.generation.textGeneration as the API server sees it ({} when absent)."""
+    if spec.generation is None or spec.generation.text_generation is None:
+        return {}
+    return spec.generation.text_generation.wire()
+
+
+def _performance_fields(spec: InferenceModelSpec) -> dict[str, Any]:
+    return spec.performance.wire() if spec.performance is not None else {}
+
+
+def _generation_rules() -> tuple[Rule, ...]:
+    """What a task admits: generation settings only for their task, no tensor reshaping for a
+    pipeline, only the targets GenAI runs on, and each pipeline's own settings."""
+    npu = f"{_TARGET_CEL}.contains('NPU')"
+    cb_fields = " || ".join(f"has({_TEXT}.{name})" for name in CONTINUOUS_BATCHING_FIELDS)
+    return (
+        Rule(
+            cel=f"!has(self.generation) || {_TASK_CEL} != 'Tensor'",
+            message="spec.generation configures generative models: set spec.model.task to "
+            "TextGeneration, Embeddings or Rerank, or remove spec.generation",
+            holds=lambda s: s.generation is None or s.model.task != "Tensor",
+        ),
+        Rule(
+            cel=f"!{_TEXT_CEL} || {_TASK_CEL} == 'TextGeneration'",
+            message="generation.textGeneration applies to spec.model.task TextGeneration only",
+            holds=lambda s: (
+                s.generation is None
+                or s.generation.text_generation is None
+                or s.model.task == "TextGeneration"
+            ),
+        ),
+        Rule(
+            cel="!(has(self.generation) && has(self.generation.embeddings)) || "
+            f"{_TASK_CEL} == 'Embeddings'",
+            message="generation.embeddings applies to spec.model.task Embeddings only",
+            holds=lambda s: (
+                s.generation is None
+                or s.generation.embeddings is None
+                or s.model.task == "Embeddings"
+            ),
+        ),
+        Rule(
+            cel=f"{_TASK_CEL} == 'Tensor' || !has(self.performance) || !("
+            + " || ".join(f"has(self.performance.{name})" for name in _TENSOR_ONLY_PERFORMANCE)
+            + ")",
+            message="performance.batchSize, shape, shapes and numRequests reshape and pool a "
+            "Tensor model's infer requests; a generative pipeline sizes itself: remove them "
+            "(spec.generation has its settings)",
+            holds=lambda s: (
+                s.model.task == "Tensor"
+                or not set(_TENSOR_ONLY_PERFORMANCE) & set(_performance_fields(s))
+            ),
+        ),
+        Rule(
+            cel=f"{_TASK_CEL} == 'Tensor' || !{_TARGET_CEL}.matches('{_NOT_GENERATIVE_PATTERN}')",
+            message="generative tasks run on OpenVINO GenAI, which drives CPU, GPU, NPU, AUTO "
+            "and HETERO targets: MYRIAD, HDDL and NVIDIA have no GenAI plugin, and MULTI and "
+            "BATCH do not run its pipelines",
+            holds=lambda s: (
+                s.model.task == "Tensor"
+                or not re.search(_NOT_GENERATIVE_PATTERN, s.device.target_device)
+            ),
+        ),
+        Rule(
+            cel=f"!({_TASK_CEL} == 'TextGeneration' && {npu}) || ({_TEXT_CEL} && "
+            f"has({_TEXT}.maxPromptLength) && has({_TEXT}.minResponseLength))",
+            message="text generation on NPU runs a static pipeline compiled for fixed lengths: "
+            "set generation.textGeneration.maxPromptLength and minResponseLength (Model "
+            "Server's defaults are 1024 and 128 tokens)",
+            holds=lambda s: (
+                not (s.model.task == "TextGeneration" and static_pipeline(s.device.target_device))
+                or {"maxPromptLength", "minResponseLength"} <= set(_text_settings(s))
+            ),
+        ),
+        Rule(
+            cel=f"!{_TEXT_CEL} || {npu} || "
+            f"!(has({_TEXT}.maxPromptLength) || has({_TEXT}.minResponseLength))",
+            message="generation.textGeneration.maxPromptLength and minResponseLength size NPU's "
+            "static pipeline; other targets run continuous batching, which needs no such "
+            "bounds: remove them",
+            holds=lambda s: (
+                static_pipeline(s.device.target_device)
+                or not {"maxPromptLength", "minResponseLength"} & set(_text_settings(s))
+            ),
+        ),
+        Rule(
+            cel=f"!{_TEXT_CEL} || !{npu} || !({cb_fields})",
+            message="generation.textGeneration's "
+            + ", ".join(CONTINUOUS_BATCHING_FIELDS)
+            + " configure continuous batching, which NPU's static pipeline does not run: "
+            "remove them (NPU would ignore them)",
+            holds=lambda s: (
+                not static_pipeline(s.device.target_device)
+                or not set(CONTINUOUS_BATCHING_FIELDS) & set(_text_settings(s))
+            ),
+        ),
+        Rule(
+            cel=f"{_TASK_CEL} == 'Tensor' || !(has(self.performance) && "
+            "has(self.performance.pluginConfig) && ("
+            + " || ".join(f"'{key}' in self.performance.pluginConfig" for key in _TYPED_GENAI_KEYS)
+            + "))",
+            message="performance.pluginConfig must not set "
+            + ", ".join(_TYPED_GENAI_KEYS)
+            + " for a generative model: use generation.textGeneration's maxPromptLength, "
+            "minResponseLength and kvCachePrecision (Model Server refuses a property set twice)",
+            holds=lambda s: (
+                s.model.task == "Tensor"
+                or s.performance is None
+                or not any(has_key(s.performance.plugin_config, key) for key in _TYPED_GENAI_KEYS)
+            ),
+        ),
+        Rule(
+            cel=f"!({_TEXT_CEL} && has({_TEXT}.draftModel)) || (has(self.serving) && "
+            "has(self.serving.runtime) && self.serving.runtime == 'ModelServer')",
+            message="generation.textGeneration.draftModel (speculative decoding) is served by "
+            "the stock Model Server only: set serving.runtime to ModelServer, or remove "
+            "draftModel (kubevino-serve does not implement it)",
+            holds=lambda s: (
+                "draftModel" not in _text_settings(s) or s.serving.runtime == "ModelServer"
+            ),
+        ),
+    )
+
+
 class InferenceModelSpec(ApiModel):
     """Desired state: a model served on an OpenVINO device."""
 
@@ -621,6 +916,7 @@ class InferenceModelSpec(ApiModel):
                 or not re.search(_MODEL_SERVER_ONLY_PATTERN, s.device.target_device)
             ),
         ),
+        *_generation_rules(),
     )
 
     model: ModelSpec = Field(description="The model and where it comes from.")
@@ -631,6 +927,12 @@ class InferenceModelSpec(ApiModel):
     )
     performance: PerformanceSpec | None = Field(
         default=None, description="Performance hints and OpenVINO properties."
+    )
+    generation: GenerationSpec | None = Field(
+        default=None,
+        description="Settings of a generative model (spec.model.task TextGeneration, "
+        "Embeddings or Rerank); performance's hint, streams, precision, pluginConfig and "
+        "modelCache apply to its pipeline too.",
     )
     serving: ServingSpec = Field(
         default_factory=ServingSpec,
@@ -673,6 +975,11 @@ class Endpoints(ApiModel):
 
     rest: str | None = Field(default=None, description="Base URL of the REST API.")
     grpc: str | None = Field(default=None, description="host:port of the gRPC API.")
+    openai: str | None = Field(
+        default=None,
+        description="Base URL of the OpenAI-compatible API of a generative model (its /v3 on "
+        "the REST port): point OpenAI clients' base_url here.",
+    )
 
 
 class InferenceModelStatus(ApiModel):
@@ -707,6 +1014,11 @@ class InferenceModelStatus(ApiModel):
     access_mode: str | None = Field(default=None, description="Device access mode in use.")
     runtime: str | None = Field(
         default=None, description="Runtime in use (Kubevino or ModelServer)."
+    )
+    task: str | None = Field(
+        default=None,
+        description="What the served model does (spec.model.task as rendered): Tensor, "
+        "TextGeneration, Embeddings or Rerank.",
     )
     pod_security_level: str | None = Field(
         default=None,

@@ -64,8 +64,15 @@ def _summary(rendered: Rendered) -> str:
         f"# kubevino {__version__}: target {resolution.target}, "
         f"accelerators {', '.join(resolution.accelerators)}, access {resolution.access_mode}, "
         f"runtime {resolution.runtime}, pod security {rendered.pod_security_level}, "
-        f"{plan_infer_requests(rendered.model).summary()}\n"
+        f"{_serving_summary(rendered)}\n"
     )
+
+
+def _serving_summary(rendered: Rendered) -> str:
+    task = rendered.model.spec.model.task
+    if task == "Tensor":
+        return plan_infer_requests(rendered.model).summary()
+    return f"task {task} (OpenAI API at {rendered.endpoints['openai']})"
 
 
 def _render_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

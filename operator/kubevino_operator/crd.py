@@ -112,6 +112,13 @@ PRINTER_COLUMNS = [
         "description": "OpenVINO target device.",
     },
     {
+        "name": "Task",
+        "type": "string",
+        "jsonPath": ".spec.model.task",
+        "description": "What the model does: Tensor (KServe v2), or a generative task served "
+        "over the OpenAI-compatible API.",
+    },
+    {
         "name": "Ready",
         "type": "string",
         "jsonPath": '.status.conditions[?(@.type=="Ready")].status',

@@ -68,6 +68,13 @@ def is_fetched(model: InferenceModel) -> bool:
     return model.spec.model.source.http is not None or model.spec.model.source.s3 is not None
 
 
+def generative_model_dir(model: InferenceModel) -> str:
+    """Where a generative model's directory is in the server container: the mounted source
+    itself, or version 1 of a download (kubevino-fetch puts an archive's files without
+    version folders there)."""
+    return f"{MODEL_DIR}/1" if is_fetched(model) else MODEL_DIR
+
+
 def checksums(model: InferenceModel) -> dict[str, str] | None:
     source = model.spec.model.source
     given = source.http.sha256 if source.http else source.s3.sha256 if source.s3 else None

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kubevino_operator.api import InferenceModel, PodSecurityLevel
+from kubevino_operator.api import SERVER_TASK, InferenceModel, PodSecurityLevel
 from kubevino_operator.discovery import DISCOVERABLE, Inventory, accelerator_label
 from kubevino_operator.inferrequests import plan_infer_requests
 from kubevino_operator.modelsource import (
@@ -19,6 +19,7 @@ from kubevino_operator.modelsource import (
     MODEL_DIR,
     ModelDelivery,
     checksums,
+    generative_model_dir,
     model_delivery,
 )
 from kubevino_operator.podsecurity import pod_security_level
@@ -37,7 +38,9 @@ INSTANCE_LABEL = "kubevino.io/inference-model"
 CONFIG_HASH_ANNOTATION = "kubevino.io/config-hash"
 DEVICE_PATHS_ENV = "KUBEVINO_DEVICE_PATHS"
 ACCELERATORS_ENV = "KUBEVINO_ACCELERATORS"
+# Both runtimes answer these for generative models too: ready once the pipeline has loaded.
 PROBE_PATHS = {"ready": "/v2/health/ready", "live": "/v2/health/live"}
+OPENAI_API_PATH = "/v3"
 
 
 @dataclass(frozen=True)
@@ -116,16 +119,22 @@ def _json(data: Any) -> str:
 
 
 def _config_map(model: InferenceModel) -> dict[str, Any]:
-    data = {"config.json": _json(model_server_config(model))}
+    data: dict[str, str] = {}
+    # A generative model is described on the command line alone: both runtimes refuse
+    # --task with --config_path.
+    if model.spec.model.task == "Tensor":
+        data["config.json"] = _json(model_server_config(model))
     expected = checksums(model)
     if expected:
         data["sha256.json"] = _json(expected)
-    return {
+    config_map: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(model, config_name(model)),
-        "data": data,
     }
+    if data:  # the API server drops an empty map; leaving it out keeps drift honest
+        config_map["data"] = data
+    return config_map
 
 
 # --- volumes ----------------------------------------------------------------------------------
@@ -252,9 +261,92 @@ def _device_paths(resolution: Resolution) -> str:
 MODEL_WAIT_SECONDS = 30
 
 
+def _flag_value(value: bool | int | str) -> str:
+    """Model Server's boolean flags take the words true and false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def generation_flags(model: InferenceModel) -> list[str]:
+    """spec.generation as the task options Model Server and kubevino-serve share."""
+    generation = model.spec.generation
+    text = generation.text_generation if generation else None
+    embeddings = generation.embeddings if generation else None
+    chosen: list[tuple[str, bool | int | str | None]] = []
+    if text is not None:
+        chosen += [
+            ("--cache_size", text.kv_cache_size_gb),
+            ("--max_num_seqs", text.max_concurrent_sequences),
+            ("--max_num_batched_tokens", text.max_batched_tokens),
+            ("--enable_prefix_caching", text.prefix_caching),
+            ("--dynamic_split_fuse", text.dynamic_split_fuse),
+            ("--kv_cache_precision", text.kv_cache_precision),
+            ("--max_prompt_len", text.max_prompt_length),
+            # Model Server reads it as a directory inside the model's (admission allows it
+            # only on the ModelServer runtime: kubevino-serve refuses the flag).
+            ("--draft_source_model", text.draft_model.directory if text.draft_model else None),
+        ]
+    if embeddings is not None:
+        chosen += [("--normalize", embeddings.normalize), ("--pooling", embeddings.pooling)]
+    args: list[str] = []
+    for flag, value in chosen:
+        if value is not None:
+            args += [flag, _flag_value(value)]
+    return args
+
+
+def generative_plugin_config(model: InferenceModel) -> dict[str, int | str]:
+    """OpenVINO properties of a generative pipeline: performance's, plus the NPU response
+    length, which has no flag in either runtime."""
+    performance = model.spec.performance
+    properties = performance.effective_plugin_config() if performance else {}
+    generation = model.spec.generation
+    text = generation.text_generation if generation else None
+    if text is not None and text.min_response_length is not None:
+        properties["MIN_RESPONSE_LEN"] = text.min_response_length
+    return dict(sorted(properties.items()))
+
+
+def _generative_server_args(
+    model: InferenceModel, resolution: Resolution, delivery: ModelDelivery
+) -> list[str]:
+    """Model Server 2026.2+ builds the pipeline's graph in memory from these flags alone, and
+    kubevino-serve takes the same ones: one command line for both runtimes."""
+    rest_port, grpc_port = _ports(model)
+    args = [
+        "--task",
+        SERVER_TASK[model.spec.model.task],
+        "--model_path",
+        generative_model_dir(model),
+        "--model_name",
+        model.served_name,
+        "--target_device",
+        model.spec.device.target_device,
+        "--port",
+        str(grpc_port),
+        "--rest_port",
+        str(rest_port),
+        "--metrics_enable",
+    ]
+    if delivery.cache_dir:
+        args += ["--cache_dir", CACHE_DIR]
+    args += generation_flags(model)
+    properties = generative_plugin_config(model)
+    if properties:
+        args += ["--plugin_config", json.dumps(properties, separators=(",", ":"))]
+    # No --model_wait_seconds: it watches the KServe models, and a generative server has none;
+    # a pipeline that fails to load leaves the server not ready with the reason.
+    if resolution.runtime == "Kubevino" and model.spec.serving.workers is not None:
+        args += ["--workers", str(model.spec.serving.workers)]
+    return args
+
+
 def _server_args(
     model: InferenceModel, resolution: Resolution, delivery: ModelDelivery
 ) -> list[str]:
+    if model.spec.model.task != "Tensor":
+        return _generative_server_args(model, resolution, delivery)
     rest_port, grpc_port = _ports(model)
     args = [
         "--config_path",
@@ -474,7 +566,10 @@ def _disruption_budget(model: InferenceModel) -> dict[str, Any] | None:
 def endpoints(model: InferenceModel, settings: Settings) -> dict[str, str]:
     rest_port, grpc_port = _ports(model)
     host = f"{model.metadata.name}.{model.metadata.namespace}.svc.{settings.cluster_domain}"
-    return {"rest": f"http://{host}:{rest_port}", "grpc": f"{host}:{grpc_port}"}
+    found = {"rest": f"http://{host}:{rest_port}", "grpc": f"{host}:{grpc_port}"}
+    if model.spec.model.task != "Tensor":
+        found["openai"] = f"http://{host}:{rest_port}{OPENAI_API_PATH}"
+    return found
 
 
 def render(
@@ -489,7 +584,7 @@ def render(
         return refused.refusal
     config_map = _config_map(model)
     config_hash = hashlib.sha256(
-        json.dumps(config_map["data"], sort_keys=True).encode()
+        json.dumps(config_map.get("data", {}), sort_keys=True).encode()
     ).hexdigest()[:16]
     deployment = _deployment(model, resolution, settings, config_hash)
     optional = [_autoscaler(model), _disruption_budget(model)]

@@ -134,6 +134,15 @@ def _device_count(target: Target, profile: AcceleratorProfile, asked: int | None
 def _runtime(model: InferenceModel, profiles: list[AcceleratorProfile]) -> Runtime:
     needs_model_server = [p.name for p in profiles if p.runtime == "ModelServer"]
     asked = model.spec.serving.runtime
+    if model.spec.model.task != "Tensor" and needs_model_server:
+        # Admission refuses such targets; a bare AUTO still reaches them through the
+        # accelerators listed here or in the operator settings.
+        raise _refuse(
+            "GenerativeDeviceUnsupported",
+            f"{', '.join(needs_model_server)} cannot run {model.spec.model.task}: its devices "
+            "have no OpenVINO GenAI plugin (only Model Server 2022.3 drives them, without "
+            "generative tasks); list other accelerators in spec.device.accelerators",
+        )
     if asked == "Kubevino" and needs_model_server:
         raise _refuse(
             "RuntimeUnsupported",
@@ -161,6 +170,14 @@ def _image(
         if variant == "cuda":
             raise _refuse("RuntimeUnsupported", "NVIDIA targets need the ModelServer runtime")
         return settings.runtime_gpu_image if variant == "gpu" else settings.runtime_image
+    if model.spec.model.task != "Tensor":
+        # The 2022.3 images have no generative tasks; the generative ones no MYRIAD or HDDL,
+        # which generative models never target (refused above).
+        return (
+            settings.model_server_generative_gpu_image
+            if variant == "gpu"
+            else settings.model_server_generative_image
+        )
     return {
         "cpu": settings.model_server_image,
         "gpu": settings.model_server_gpu_image,

@@ -46,6 +46,16 @@ class Settings(ApiModel):
         default="openvino/model_server:2022.3-gpu",
         description="Stock Model Server image with GPU drivers, for ModelServer + GPU targets.",
     )
+    model_server_generative_image: str = Field(
+        default="openvino/model_server:2026.2.1",
+        description="Stock Model Server image for generative models (spec.model.task other "
+        "than Tensor) with serving.runtime ModelServer: 2026.2 is the first that serves a "
+        "local model directory from --task flags alone (no graph.pbtxt).",
+    )
+    model_server_generative_gpu_image: str = Field(
+        default="openvino/model_server:2026.2.1-gpu",
+        description="The same with Intel GPU and NPU drivers, for generative GPU/NPU targets.",
+    )
     model_server_cuda_image: str = Field(
         default="openvino/model_server:latest-cuda",
         description="Model Server built with openvino_contrib's NVIDIA plugin (built from "

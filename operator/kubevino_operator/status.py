@@ -198,9 +198,14 @@ def build_status(
                 "accelerators": list(resolution.accelerators),
                 "accessMode": resolution.access_mode,
                 "runtime": resolution.runtime,
+                "task": rendered.model.spec.model.task,
                 "podSecurityLevel": rendered.pod_security_level,
             }
         )
+        # What a generative pipeline compiled for (continuous batching or NPU's static one)
+        # and the model's context length would belong here too, but neither runtime reports
+        # them outside its log (kubevino-serve's /v3/models answers OpenAI's id/object/
+        # created/owned_by only): reading them needs the runtime to publish them first.
     states = {**states, RECONCILING: states[PROGRESSING], STALLED: states[DEGRADED]}
     status["conditions"] = _conditions(states, generation, prior_conditions, now)
     # Carry over what other parts of the operator record (e.g. the replicas last pushed).

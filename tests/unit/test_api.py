@@ -16,6 +16,8 @@ from kubevino_operator.api import (
     AllVersions,
     Autoscaling,
     DeviceSpec,
+    EmbeddingsSpec,
+    GenerationSpec,
     HostPathSource,
     HttpSource,
     ImageSource,
@@ -23,6 +25,7 @@ from kubevino_operator.api import (
     LatestVersions,
     ModelSource,
     ModelSpec,
+    ModelTask,
     PerformanceSpec,
     PvcSource,
     ResourceRequirements,
@@ -30,6 +33,7 @@ from kubevino_operator.api import (
     ServiceSpec,
     ServingSpec,
     SpecificVersions,
+    TextGenerationSpec,
     VersionPolicy,
 )
 from kubevino_operator.celrules import ApiModel
@@ -171,6 +175,70 @@ def test_serving_rules_agree_with_their_cel(autoscale: bool, requested: Any) -> 
             resources=None
             if requested is None
             else ResourceRequirements(requests=dict.fromkeys(sorted(requested), "1")),
+        )
+    )
+
+
+TEXT_SETTINGS = st.fixed_dictionaries(
+    {},
+    optional={
+        "kv_cache_size_gb": st.just(2),
+        "max_concurrent_sequences": st.just(8),
+        "prefix_caching": st.booleans(),
+        "max_prompt_length": st.just(1024),
+        "min_response_length": st.just(128),
+        "draft_model": st.just({"directory": "draft"}),
+    },
+)
+
+
+@given(
+    task=st.sampled_from(["Tensor", "TextGeneration", "Embeddings", "Rerank"]),
+    target=st.sampled_from(["CPU", "NPU", "AUTO:NPU,CPU", "MULTI:GPU,CPU", "HDDL", "BATCH:GPU"]),
+    text=st.none() | TEXT_SETTINGS,
+    embeddings=st.booleans(),
+    performance=st.sampled_from(
+        [None, {"batch_size": 2}, {"plugin_config": {"MIN_RESPONSE_LEN": 1}}]
+    ),
+    runtime=st.sampled_from(["Auto", "Kubevino", "ModelServer"]),
+)
+def test_generation_rules_agree_with_their_cel(
+    task: ModelTask,
+    target: str,
+    text: dict[str, Any] | None,
+    embeddings: bool,
+    performance: dict[str, Any] | None,
+    runtime: str,
+) -> None:
+    text_spec = None if text is None else TextGenerationSpec.model_validate(text)
+    generation = (
+        None
+        if text_spec is None and not embeddings
+        else GenerationSpec(
+            text_generation=text_spec, embeddings=EmbeddingsSpec() if embeddings else None
+        )
+    )
+    _assert_twins_agree(
+        InferenceModelSpec.model_construct(
+            model=ModelSpec.model_construct(
+                source=ModelSource(pvc=PvcSource(claim_name="m")), task=task
+            ),
+            device=DeviceSpec(target_device=target),
+            generation=generation,
+            performance=None if performance is None else PerformanceSpec(**performance),
+            serving=ServingSpec(runtime=runtime),
+        )
+    )
+
+
+@given(task=st.sampled_from(["Tensor", "Rerank"]), policy=st.booleans())
+def test_model_rules_agree_with_their_cel(task: ModelTask, policy: bool) -> None:
+    _assert_twins_agree(
+        ModelSpec.model_construct(
+            source=ModelSource(pvc=PvcSource(claim_name="m")),
+            task=task,
+            version_policy=VersionPolicy(all=AllVersions()) if policy else None,
+            cache=None,
         )
     )
 

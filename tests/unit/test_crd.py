@@ -62,6 +62,18 @@ def test_status_scale_and_printer_columns() -> None:
     assert columns["Target"] == ".spec.device.targetDevice"
     assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
     assert {"Replicas", "Reason", "Age"} <= set(columns)
+    assert columns["Task"] == ".spec.model.task"
+
+
+def test_task_defaults_to_tensor_so_existing_objects_keep_their_meaning_and_their_column() -> None:
+    model = openapi_schema()["properties"]["spec"]["properties"]["model"]
+    assert model["properties"]["task"]["default"] == "Tensor"
+    assert model["properties"]["task"]["enum"] == [
+        "Tensor",
+        "TextGeneration",
+        "Embeddings",
+        "Rerank",
+    ]
 
 
 def test_serving_is_defaulted_so_the_scale_subresource_always_finds_replicas() -> None:
