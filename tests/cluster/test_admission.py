@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.cluster.conftest import model_manifest
-from tests.harness.controlplane import ControlPlane
+from tests.harness.controlplane import REPO, ControlPlane
 
 pytestmark = pytest.mark.cluster
 
@@ -45,6 +45,27 @@ REFUSED = [
         },
         "autoscaling.minReplicas must not exceed maxReplicas",
     ),
+    (
+        {
+            "model": {"source": {"pvc": {"claimName": "m"}}, "task": "Embeddings"},
+            "generation": {"textGeneration": {"maxConcurrentSequences": 8}},
+        },
+        "generation.textGeneration applies to spec.model.task TextGeneration only",
+    ),
+    (
+        {
+            "model": {"source": {"pvc": {"claimName": "m"}}, "task": "TextGeneration"},
+            "device": {"targetDevice": "MULTI:GPU,CPU"},
+        },
+        "generative tasks run on OpenVINO GenAI",
+    ),
+    (
+        {
+            "model": {"source": {"pvc": {"claimName": "m"}}, "task": "TextGeneration"},
+            "device": {"targetDevice": "NPU"},
+        },
+        "text generation on NPU runs a static pipeline compiled for fixed lengths",
+    ),
 ]
 
 
@@ -56,6 +77,18 @@ def test_bad_specs_are_refused_by_kubectl_apply_with_a_clear_message(
     done = cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest), check=False)
     assert done.returncode != 0
     assert message in done.stderr, done.stderr
+
+
+def test_every_generative_example_is_admitted(cluster: ControlPlane, namespace: str) -> None:
+    for example in ("text-generation", "embeddings", "rerank", "text-generation-npu"):
+        manifest = yaml.safe_load((REPO / "examples" / f"{example}.yaml").read_text())
+        manifest["metadata"]["namespace"] = namespace
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+        task = cluster.kubectl(
+            "get", "im", manifest["metadata"]["name"], "-n", namespace,
+            "-o", "jsonpath={.spec.model.task}",
+        ).stdout  # fmt: skip
+        assert task == manifest["spec"]["model"]["task"]
 
 
 def test_a_name_that_cannot_be_a_service_name_is_refused(
@@ -83,12 +116,13 @@ def test_kubectl_explain_documents_the_fields(cluster: ControlPlane) -> None:
     assert "accessMode" in explained and "DevicePlugin" in explained
 
 
-def test_kubectl_get_shows_target_ready_replicas_reason_and_devices(
+def test_kubectl_get_shows_target_task_ready_replicas_reason_and_devices(
     cluster: ControlPlane, namespace: str
 ) -> None:
     manifest = model_manifest("columns", namespace, device={"targetDevice": "AUTO:GPU,CPU"})
     cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
     header = cluster.kubectl("get", "im", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "TARGET", "READY", "REPLICAS", "REASON", "DEVICES", "AGE"]
+    assert header == ["NAME", "TARGET", "TASK", "READY", "REPLICAS", "REASON", "DEVICES", "AGE"]
     row = cluster.kubectl("get", "inferencemodels", "-n", namespace).stdout.splitlines()[1]
     assert "AUTO:GPU,CPU" in row
+    assert row.split()[2] == "Tensor"
