@@ -24,7 +24,11 @@ from typing import Any, Final, NoReturn
 import openvino as ov
 
 from kubevino_runtime import __version__
-from kubevino_runtime.generative.settings import check_generation_flags, true_or_false
+from kubevino_runtime.generative.settings import (
+    IR_MODEL_FLAGS,
+    check_generation_flags,
+    true_or_false,
+)
 from kubevino_runtime.metrics import UnknownFamilyError, families_from_list
 from kubevino_runtime.parity import EXIT_USAGE, UsageError, flag, refuse, refused_flags
 
@@ -48,18 +52,7 @@ KUBEVINO_FLAGS: Final = (
     "--workers",
 )
 # Model flags that describe the one model of a command line without config.json.
-MODEL_FLAGS: Final = (
-    "batch_size",
-    "shape",
-    "layout",
-    "mean",
-    "scale",
-    "precision",
-    "model_version_policy",
-    "nireq",
-    "target_device",
-    "plugin_config",
-)
+MODEL_FLAGS: Final = (*IR_MODEL_FLAGS, "target_device", "plugin_config")
 _HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 
 

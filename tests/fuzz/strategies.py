@@ -191,6 +191,35 @@ def damaged(draw: st.DrawFn, body: bytes) -> bytes:
     return b""
 
 
+# --- protobuf messages ----------------------------------------------------------------------
+
+
+@st.composite
+def damaged_message(draw: st.DrawFn, body: bytes, bad_utf8_name: bytes) -> bytes:
+    """A serialized message broken in transit or by a careless encoder; ``bad_utf8_name`` is
+    the message's name field (with its nesting) holding bytes that are not UTF-8."""
+    how = draw(st.sampled_from(["truncated", "byte changed", "junk after", "bad utf-8 name"]))
+    if how == "truncated":
+        return body[: draw(st.integers(0, max(0, len(body) - 1)))]
+    if how == "byte changed" and body:
+        at = draw(st.integers(0, len(body) - 1))
+        return body[:at] + bytes([draw(st.integers(0, 255))]) + body[at + 1 :]
+    if how == "bad utf-8 name":
+        return body + bad_utf8_name
+    return body + draw(st.binary(min_size=1, max_size=32))
+
+
+def message_bodies(messages: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
+    """Bytes to send to any method: random, mostly 0xff, another method's ``messages``, and
+    fields whose length or varint runs past the end."""
+    return st.one_of(
+        st.binary(max_size=256),
+        st.binary(max_size=8).map(lambda head: head + b"\xff" * 64),
+        messages,
+        st.sampled_from([b"\x0a\x03\xff\xfe\xfd", b"\x0a\x80\x80\x80\x80\x10", b"\x08" * 11]),
+    )
+
+
 CONTENT_TYPES = st.sampled_from(
     [
         None,

@@ -38,8 +38,10 @@ from tests.fuzz.strategies import (
     KNOWN_NAMES,
     KSERVE_DATATYPES,
     ODD_TEXT,
+    damaged_message,
     hostile_names,
     hostile_versions,
+    message_bodies,
 )
 from tests.runtime.serving import RunningServer
 
@@ -252,18 +254,8 @@ MUTATIONS = (
 )
 
 
-@st.composite
-def damaged_message(draw: st.DrawFn, body: bytes) -> bytes:
-    how = draw(st.sampled_from(["truncated", "byte changed", "junk after", "bad utf-8 name"]))
-    if how == "truncated":
-        return body[: draw(st.integers(0, max(0, len(body) - 1)))]
-    if how == "byte changed" and body:
-        at = draw(st.integers(0, len(body) - 1))
-        return body[:at] + bytes([draw(st.integers(0, 255))]) + body[at + 1 :]
-    if how == "bad utf-8 name":
-        # field 1 (model_name), length 2, bytes that are not UTF-8
-        return body + b"\x0a\x02\xff\xfe"
-    return body + draw(st.binary(min_size=1, max_size=32))
+# field 1 (model_name), length 2, bytes that are not UTF-8
+BAD_UTF8_NAME = b"\x0a\x02\xff\xfe"
 
 
 @fuzz(share=0.16)
@@ -278,7 +270,7 @@ def test_model_infer_requests_get_a_client_status_or_the_right_answer(
     request, addressed, expected_inputs = data.draw(model_infer_requests(catalog), label="case")
     body = request.SerializeToString()
     if data.draw(st.integers(0, 5), label="damage?") == 0:
-        body = data.draw(damaged_message(body), label="damaged")
+        body = data.draw(damaged_message(body, BAD_UTF8_NAME), label="damaged")
         expected_inputs = None
     response = call_grpc(channel, MODEL_INFER, body, infer_well_formed(catalog))
     if expected_inputs is not None and addressed is not None:
@@ -308,12 +300,7 @@ def _other_messages() -> st.SearchStrategy[bytes]:
             [PREFIX + "Nope", "/inference.GRPCInferenceService/", "/x/y", "/" + "m" * 3000]
         ),
     ),
-    body=st.one_of(
-        st.binary(max_size=256),
-        st.binary(max_size=8).map(lambda head: head + b"\xff" * 64),
-        _other_messages(),
-        st.sampled_from([b"\x0a\x03\xff\xfe\xfd", b"\x0a\x80\x80\x80\x80\x10", b"\x08" * 11]),
-    ),
+    body=message_bodies(_other_messages()),
 )
 def test_random_bytes_to_every_method_get_a_client_status(
     method: str, body: bytes, channel: grpc.Channel, sentinel: Sentinel

@@ -31,7 +31,13 @@ from tests.fuzz.catalog import (
 from tests.fuzz.models import Arrays, Reference
 from tests.fuzz.properties import PropertyViolationError, call_grpc
 from tests.fuzz.sentinel import Sentinel
-from tests.fuzz.strategies import KNOWN_NAMES, ODD_TEXT, hostile_names
+from tests.fuzz.strategies import (
+    KNOWN_NAMES,
+    ODD_TEXT,
+    damaged_message,
+    hostile_names,
+    message_bodies,
+)
 from tests.fuzz.tfs_grpc import (
     GET_MODEL_METADATA,
     GET_MODEL_STATUS,
@@ -224,18 +230,8 @@ MUTATIONS = (
 )
 
 
-@st.composite
-def damaged_message(draw: st.DrawFn, body: bytes) -> bytes:
-    how = draw(st.sampled_from(["truncated", "byte changed", "junk after", "bad utf-8 name"]))
-    if how == "truncated":
-        return body[: draw(st.integers(0, max(0, len(body) - 1)))]
-    if how == "byte changed" and body:
-        at = draw(st.integers(0, len(body) - 1))
-        return body[:at] + bytes([draw(st.integers(0, 255))]) + body[at + 1 :]
-    if how == "bad utf-8 name":
-        # field 1 (model_spec) holding field 1 (name) of 2 bytes that are not UTF-8
-        return body + b"\x0a\x04\x0a\x02\xff\xfe"
-    return body + draw(st.binary(min_size=1, max_size=32))
+# field 1 (model_spec) holding field 1 (name) of 2 bytes that are not UTF-8
+BAD_UTF8_NAME = b"\x0a\x04\x0a\x02\xff\xfe"
 
 
 @fuzz(share=0.08)
@@ -250,7 +246,7 @@ def test_predict_requests_get_a_client_status_or_the_right_answer(
     request, addressed, expected_inputs = data.draw(predict_requests(catalog), label="case")
     body = request.SerializeToString()
     if data.draw(st.integers(0, 5), label="damage?") == 0:
-        body = data.draw(damaged_message(body), label="damaged")
+        body = data.draw(damaged_message(body, BAD_UTF8_NAME), label="damaged")
         expected_inputs = None
     response = call_grpc(channel, PREDICT, body, predict_well_formed(catalog))
     if expected_inputs is not None and addressed is not None:
@@ -289,12 +285,7 @@ def _other_messages() -> st.SearchStrategy[bytes]:
             [wire_path(PREDICTION, "Nope"), wire_path(MODEL_SERVICE, ""), "/tensorflow/x"]
         ),
     ),
-    body=st.one_of(
-        st.binary(max_size=256),
-        st.binary(max_size=8).map(lambda head: head + b"\xff" * 64),
-        _other_messages(),
-        st.sampled_from([b"\x0a\x03\xff\xfe\xfd", b"\x0a\x80\x80\x80\x80\x10", b"\x08" * 11]),
-    ),
+    body=message_bodies(_other_messages()),
 )
 def test_random_bytes_to_every_method_get_a_client_status(
     method: str, body: bytes, channel: grpc.Channel, sentinel: Sentinel

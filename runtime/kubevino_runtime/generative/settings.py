@@ -82,7 +82,8 @@ TEXT_FLAGS: Final = (
     "max_prompt_len",
 )
 EMBEDDING_FLAGS: Final = ("normalize", "pooling")
-# KServe model flags that describe an OpenVINO IR model, not a generative pipeline.
+# Model flags that describe an OpenVINO IR model served over KServe, not a generative pipeline
+# (startup.py's MODEL_FLAGS adds the two both kinds take).
 IR_MODEL_FLAGS: Final = (
     "batch_size",
     "shape",
