@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 import openvino as ov
@@ -353,7 +354,9 @@ async def serve(
     heap = loop.create_task(release_free_heap(minutes, trimmer)) if trimmer and minutes else None
     gave_up: list[str] = []
     watchdog = (
-        loop.create_task(_give_up_after(args.model_wait_seconds, registry, stop, gave_up))
+        loop.create_task(
+            _give_up_after(args.model_wait_seconds, service or registry, stop, gave_up)
+        )
         if args.model_wait_seconds is not None
         else None
     )
@@ -397,14 +400,21 @@ async def _report_to_group(group: WorkerGroup, plane: DataPlane) -> None:
         group.report_ready(False)
 
 
+class _Models(Protocol):
+    def ready(self) -> bool: ...
+
+    def stuck_reasons(self) -> list[str]: ...
+
+
 async def _give_up_after(
-    seconds: float, registry: ModelRegistry, stop: asyncio.Event, gave_up: list[str]
+    seconds: float, models: _Models, stop: asyncio.Event, gave_up: list[str]
 ) -> None:
     """In a pod, a model that will not appear is better reported than waited for: the
-    termination message reaches the pod status, where the operator reads it."""
+    termination message reaches the pod status, where the operator reads it. ``models``: the
+    tensor models' registry, or the one generative model."""
     await asyncio.sleep(seconds)
-    stuck = registry.stuck_reasons()
-    if registry.ready() or not stuck:
+    stuck = models.stuck_reasons()
+    if models.ready() or not stuck:
         return
     message = f"kubevino-serve gave up after {seconds:.0f} s: " + "; ".join(stuck)
     log.error("%s", message)

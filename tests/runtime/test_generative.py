@@ -415,3 +415,20 @@ def test_rerank_orders_documents_as_genai_does(tmp_path: Path) -> None:
         wrong = _client(server).chat.completions.create
         with pytest.raises(openai.BadRequestError, match="serves --task rerank"):
             wrong(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+
+
+# --- a model that will not load --------------------------------------------------------------
+
+
+def test_a_generative_model_that_fails_to_load_gives_up_after_model_wait_seconds(
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 60)  # the magic, then nothing a reader can use
+    args = ["--model_path", str(broken), "--model_name", MODEL, "--task", "text_generation"]
+    args += ["--target_device", "CPU", "--model_wait_seconds", "1"]
+    with running_server(args, tmp_path, wait_live=False) as server:
+        assert server.process.wait(120) == 1, server.log()
+        message = server.termination_log.read_text()
+    assert message.startswith("kubevino-serve gave up after 1 s: model tiny-llama:"), message
+    assert "failed to load" in message

@@ -56,6 +56,10 @@ class GenerativeService:
     def ready(self) -> bool:
         return self.loaded is not None and not self.shutting_down
 
+    def stuck_reasons(self) -> list[str]:
+        """Why the model will not serve that waiting will not fix (loading is not stuck)."""
+        return [self.failure] if self.failure else []
+
     def not_ready_reasons(self) -> list[str]:
         if self.failure:
             return [self.failure]
