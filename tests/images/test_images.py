@@ -162,7 +162,7 @@ def test_final_images_carry_no_installer_and_no_compiler(
 
 _PACKAGES_AND_SCRIPTS = """
 import importlib.util, shutil, sys
-import {package}
+import PACKAGE
 print(sorted({m.split(".")[0] for m in sys.modules if m.startswith("kubevino")}))
 print(sorted(p for p in ("kubevino_common", "kubevino_operator", "kubevino_runtime")
              if importlib.util.find_spec(p)))
@@ -199,7 +199,7 @@ def test_each_image_carries_its_own_side_and_the_shared_grammar_only(
         "python3",
         images[target],
         "-c",
-        _PACKAGES_AND_SCRIPTS.format(package=package),
+        _PACKAGES_AND_SCRIPTS.replace("PACKAGE", package),
     ).stdout.splitlines()
     loaded, present, commands = (json.loads(line.replace("'", '"')) for line in found)
     assert loaded == sorted({package, "kubevino_common"})
