@@ -3,8 +3,8 @@
 1. Render every bundled example InferenceModel into Kubernetes manifests (as the operator
    would apply them), with the example operator settings.
 2. Build the bundled classifier, serve it with kubevino-serve, and ask it with real clients
-   (tritonclient over KServe v2 gRPC and REST, and a TF-Serving REST call); compare with what
-   in-process OpenVINO answers.
+   (tritonclient over KServe v2 gRPC and REST, a TF-Serving REST call, and Model Server's own
+   ovmsclient over TF-Serving gRPC); compare with what in-process OpenVINO answers.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import openvino as ov
+import ovmsclient
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 
@@ -83,12 +84,18 @@ def serve_and_ask(workdir: Path) -> None:
         with urllib.request.urlopen(request) as response:
             over_tfs = np.array(json.load(response)["predictions"], dtype=np.float32)
 
+        # OpenVINO Model Server's own client, over TF-Serving's gRPC API.
+        over_tfs_grpc = ovmsclient.make_grpc_client(server.grpc).predict(
+            {INPUT_NAME: image}, "classifier"
+        )
+
     top = np.argsort(expected[0])[::-1][:5]
     print(f"== top-5 classes: {top.tolist()} (p={expected[0][top].round(4).tolist()})")
     for name, got in (
         ("KServe gRPC", over_grpc),
         ("KServe REST", over_rest),
         ("TF-Serving REST", over_tfs),
+        ("TF-Serving gRPC", over_tfs_grpc),
     ):
         same = np.allclose(got, expected, rtol=1e-6, atol=0)
         print(f"   {name:16} equals in-process OpenVINO: {same}")
