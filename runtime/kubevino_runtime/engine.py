@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,7 @@ class LoadedVersion:
         self.active = 0
         self._drained = asyncio.Event()
         self._drained.set()
+        self._closed = False
         self._observe_inference = observe_inference
         self._observe_wait = observe_wait
 
@@ -198,16 +200,39 @@ class LoadedVersion:
                     f"{bounded}, got {list(array.shape)}"
                 )
 
+    @contextmanager
+    def held(self) -> Iterator[LoadedVersion]:
+        """Keep this version from being released while a request that resolved it still reads
+        its body: a newer version may replace it meanwhile, and the request must still run."""
+        self._hold()
+        try:
+            yield self
+        finally:
+            self._release()
+
+    def _hold(self) -> None:
+        self.in_flight += 1
+        self._drained.clear()
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._drained.set()
+
     async def infer(self, inputs: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
         """Run one inference; the caller has validated ``inputs``."""
+        if self._closed:
+            raise ServingError(
+                ErrorKind.UNAVAILABLE,
+                f"model {self.name} version {self.version} was unloaded; retry",
+            )
         if self._idle.empty() and self._waiting >= self.max_queue:
             raise ServingError(
                 ErrorKind.OVERLOADED,
                 f"model {self.name} version {self.version} is overloaded ({self.nireq} running, "
                 f"{self._waiting} queued); retry later",
             )
-        self.in_flight += 1
-        self._drained.clear()
+        self._hold()
         self._waiting += 1
         queued = time.perf_counter()
         try:
@@ -222,9 +247,7 @@ class LoadedVersion:
         finally:
             self.active -= 1
             self._idle.put_nowait(request)
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self._drained.set()
+            self._release()
 
     async def _run(
         self, request: ov.InferRequest, inputs: dict[str, npt.NDArray[Any]]
@@ -293,6 +316,7 @@ class LoadedVersion:
 
     def close(self) -> None:
         """Release the worker threads once no request is in flight."""
+        self._closed = True
         self._executor.shutdown(wait=False)
 
 

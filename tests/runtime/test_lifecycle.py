@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,8 @@ def test_new_and_removed_versions_are_picked_up_without_a_restart(
             shutil.copytree(base / "1", base / "2")  # latest policy: 2 replaces 1
             return await burst
 
-        statuses = [code for code, _ in asyncio.run(traffic_during_swap())]
-        assert statuses == [200] * 24  # no in-flight request is dropped by the swap
+        results = asyncio.run(traffic_during_swap())
+        assert results == [(200, "")] * 24  # no in-flight request is dropped by the swap
         server.wait_for(lambda: _versions(server, "hot") == ["2"], 30, "serving version 2")
         assert httpx.get(f"{server.rest}/v2/models/hot/versions/1").status_code == 404
         shutil.rmtree(base / "2")
@@ -111,6 +112,40 @@ def test_new_and_removed_versions_are_picked_up_without_a_restart(
             30,
             "reporting versions 1 and 2 as ended",
         )
+
+
+def test_a_request_still_uploading_when_its_version_is_replaced_runs_on_that_version(
+    tmp_path: Path, model_dir: Path, image: Image
+) -> None:
+    base = tmp_path / "swap"
+    shutil.copytree(model_dir, base)
+    args = ["--model_path", str(base), "--model_name", "swap"]
+    with running_server(args, tmp_path) as server:
+        server.wait_ready()
+        body, headers = _infer_body(image)
+        host, port = server.rest.removeprefix("http://").rsplit(":", 1)
+        head = "".join(
+            [
+                "POST /v2/models/swap/infer HTTP/1.1\r\n",
+                f"Host: {host}\r\n",
+                f"Content-Length: {len(body)}\r\n",
+                *(f"{key}: {value}\r\n" for key, value in headers.items()),
+                "Connection: close\r\n\r\n",
+            ]
+        ).encode()
+        with socket.create_connection((host, int(port))) as upload:
+            upload.sendall(head + body[:100])  # the server has resolved version 1 and waits
+            time.sleep(0.5)
+            shutil.copytree(base / "1", base / "2")
+            server.wait_for(lambda: _versions(server, "swap") == ["2"], 30, "serving version 2")
+            upload.sendall(body[100:])
+            reply = b""
+            while chunk := upload.recv(1 << 16):
+                reply += chunk
+        status_line, _, rest = reply.partition(b"\r\n")
+        assert status_line == b"HTTP/1.1 200 OK", reply[:400]
+        _, _, payload = rest.partition(b"\r\n\r\n")
+        assert b'"model_version": "1"' in payload  # answered by the version it asked
 
 
 def test_overload_is_refused_as_retriable_and_the_server_recovers(

@@ -10,6 +10,7 @@ import numpy.typing as npt
 from aiohttp import web
 
 from kubevino_runtime.dataplane import DataPlane
+from kubevino_runtime.engine import LoadedVersion
 from kubevino_runtime.errors import ServingError, invalid
 from kubevino_runtime.protocols.http_common import handled, read_body
 from kubevino_runtime.tensors import (
@@ -172,7 +173,10 @@ class KServeRest:
 
     async def infer(self, request: web.Request) -> web.Response:
         info = request.match_info
-        loaded = self.plane.version(info["name"], info.get("version"))
+        with self.plane.version(info["name"], info.get("version")).held() as loaded:
+            return await self._infer(request, loaded)
+
+    async def _infer(self, request: web.Request, loaded: LoadedVersion) -> web.Response:
         try:
             body = await read_body(request, self.max_body)
             parsed = split_binary_body(body, request.headers.get(BINARY_HEADER))

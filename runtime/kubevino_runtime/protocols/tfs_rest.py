@@ -104,7 +104,10 @@ class TfServingRest:
 
     async def predict(self, request: web.Request) -> web.Response:
         info = request.match_info
-        loaded = self.plane.version(info["name"], info.get("version"))
+        with self.plane.version(info["name"], info.get("version")).held() as loaded:
+            return await self._predict(request, loaded)
+
+    async def _predict(self, request: web.Request, loaded: LoadedVersion) -> web.Response:
         try:
             body = await read_body(request, self.max_body)
             document = parse_json_body(body)
