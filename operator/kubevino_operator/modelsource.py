@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlparse
 
-from kubevino_operator.api import InferenceModel
+from kubevino_operator.api import SERVER_TASK, InferenceModel
 from kubevino_operator.settings import Settings
 
 MODEL_ROOT = "/models"
@@ -73,6 +75,20 @@ def generative_model_dir(model: InferenceModel) -> str:
     itself, or version 1 of a download (kubevino-fetch puts an archive's files without
     version folders there)."""
     return f"{MODEL_DIR}/1" if is_fetched(model) else MODEL_DIR
+
+
+def gguf_filename(model: InferenceModel) -> str | None:
+    """The .gguf file a TextGeneration model serves, where the spec says: spec.model.ggufFile,
+    or the file an http URL names (kubevino-fetch keeps a bare file's name, as version 1)."""
+    if model.spec.model.task != "TextGeneration":
+        return None
+    if model.spec.model.gguf_file is not None:
+        return model.spec.model.gguf_file
+    http = model.spec.model.source.http
+    if http is None:
+        return None
+    name = PurePosixPath(unquote(urlparse(http.url).path)).name  # as kubevino-fetch names it
+    return name if name.lower().endswith(".gguf") else None
 
 
 def checksums(model: InferenceModel) -> dict[str, str] | None:
@@ -153,6 +169,12 @@ def _fetch_container(
                     ref["optional"] = True
                 env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
     args += ["--dest", dest, "--retries", str(FETCH_RETRIES)]
+    if model.spec.model.task != "Tensor":
+        # The fetch checks version 1 is what the server will read: InvalidModel otherwise.
+        args += ["--task", SERVER_TASK[model.spec.model.task]]
+        gguf = gguf_filename(model)
+        if gguf is not None:
+            args += ["--gguf-filename", gguf]
     if checksums(model):
         args += ["--sha256-file", f"{CONFIG_DIR}/sha256.json"]
         mounts.append({"name": "config", "mountPath": CONFIG_DIR, "readOnly": True})
