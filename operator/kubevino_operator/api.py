@@ -148,9 +148,9 @@ class HttpSource(ApiModel):
     """An HTTP(S) location fetched by an init container before the server starts."""
 
     url: str = Field(
-        description="http:// or https:// URL of a model file (served as version 1) or of a "
-        ".tar, .tar.gz, .tgz or .zip archive holding version folders (or the files of one "
-        "version).",
+        description="http:// or https:// URL of a model file (served as version 1; a .gguf "
+        "file's name also tells a TextGeneration server which file to serve) or of a .tar, "
+        ".tar.gz, .tgz or .zip archive holding version folders (or the files of one version).",
         pattern=r"^https?://",
         max_length=2048,
     )

@@ -134,8 +134,9 @@ def _compiled_cache(model: InferenceModel) -> tuple[list[dict[str, Any]], list[d
 
 
 def _fetch_container(
-    model: InferenceModel, settings: Settings, security: dict[str, Any]
+    model: InferenceModel, settings: Settings, security: dict[str, Any], model_server: bool
 ) -> dict[str, Any]:
+    """``model_server``: the ModelServer runtime serves the model."""
     source = model.spec.model.source
     store = model.spec.model.cache
     dest = f"{STORE_DIR}/models/{store_key(model)}" if store else MODEL_DIR
@@ -175,6 +176,9 @@ def _fetch_container(
         gguf = gguf_filename(model)
         if gguf is not None:
             args += ["--gguf-filename", gguf]
+        elif model_server and model.spec.model.task == "TextGeneration":
+            # Model Server reads an unnamed .gguf as nothing: the fetch says so, with the fix.
+            args.append("--gguf-named-only")
     if checksums(model):
         args += ["--sha256-file", f"{CONFIG_DIR}/sha256.json"]
         mounts.append({"name": "config", "mountPath": CONFIG_DIR, "readOnly": True})
@@ -213,8 +217,12 @@ def _copy_container(
 
 
 def model_delivery(
-    model: InferenceModel, settings: Settings, init_security: dict[str, Any]
+    model: InferenceModel,
+    settings: Settings,
+    init_security: dict[str, Any],
+    model_server: bool = False,
 ) -> ModelDelivery:
+    """``model_server``: the ModelServer runtime serves the model (its fetch check differs)."""
     source = model.spec.model.source
     mount: dict[str, Any] = {"name": "model", "mountPath": MODEL_DIR, "readOnly": True}
     volumes: list[dict[str, Any]] = []
@@ -257,10 +265,10 @@ def model_delivery(
             "subPath": f"models/{store_key(model)}",
             "readOnly": True,
         }
-        init.append(_fetch_container(model, settings, init_security))
+        init.append(_fetch_container(model, settings, init_security, model_server))
     else:
         volumes.append({"name": "model", "emptyDir": {}})
-        init.append(_fetch_container(model, settings, init_security))
+        init.append(_fetch_container(model, settings, init_security, model_server))
     cache_volumes, cache_mounts = _compiled_cache(model)
     return ModelDelivery(
         volumes=volumes + cache_volumes,

@@ -392,7 +392,12 @@ def _pod_template(
     model: InferenceModel, resolution: Resolution, settings: Settings, config_hash: str
 ) -> dict[str, Any]:
     rest_port, grpc_port = _ports(model)
-    delivery = model_delivery(model, settings, _container_security(privileged=False))
+    delivery = model_delivery(
+        model,
+        settings,
+        _container_security(privileged=False),
+        model_server=resolution.runtime == "ModelServer",
+    )
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_name(model)}},
         *delivery.volumes[:1],

@@ -324,9 +324,12 @@ def _tree_size(root: Path) -> tuple[int, int]:
     return len(files), sum(path.stat().st_size for path in files)
 
 
-def check_generative(root: Path, task: str, gguf_filename: str | None, source: str) -> None:
+def check_generative(
+    root: Path, task: str, gguf_filename: str | None, source: str, finds_gguf: bool = True
+) -> None:
     """Version 1 under ``root`` is what a generative server reads (``--model_path`` there):
-    it must hold an OpenVINO GenAI model or a GGUF file that ``task`` serves."""
+    it must hold an OpenVINO GenAI model or a GGUF file that ``task`` serves (named, where the
+    server does not find it: ``finds_gguf`` False)."""
     version = root / "1"
     if not version.is_dir():
         found = ", ".join(e.name for e in _visible(root) if e.name.isdigit()) or "none"
@@ -336,7 +339,9 @@ def check_generative(root: Path, task: str, gguf_filename: str | None, source: s
             f"version folders land there), and the download has versions {found}",
         )
     try:
-        model_location(version, task, gguf_filename, where=f"{source} (version 1)")
+        model_location(
+            version, task, gguf_filename, where=f"{source} (version 1)", finds_gguf=finds_gguf
+        )
     except LayoutError as error:
         raise FetchError("InvalidModel", str(error)) from None
 
@@ -463,6 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--gguf-filename", help="with --task: the .gguf file version 1 must hold")
     parser.add_argument(
+        "--gguf-named-only",
+        action="store_true",
+        help="with --task: the server reads a .gguf file only where --gguf-filename names it "
+        "(Model Server), so an unnamed one is InvalidModel",
+    )
+    parser.add_argument(
         "--make-dir",
         action="append",
         default=[],
@@ -474,8 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.gguf_filename and not args.task:
-        parser.error("--gguf-filename names the file of a generative model: it needs --task")
+    if (args.gguf_filename or args.gguf_named_only) and not args.task:
+        parser.error("--gguf-filename and --gguf-named-only describe a generative model: --task")
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     source = args.url or args.s3_uri
     verify = not args.no_verify_tls
@@ -493,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
 
         def check(root: Path) -> None:
-            check_generative(root, args.task, args.gguf_filename, source)
+            check_generative(root, args.task, args.gguf_filename, source, not args.gguf_named_only)
 
         fetched = fetch(source, Path(args.dest), download, checksums, check if args.task else None)
         for directory in args.make_dir:

@@ -189,6 +189,13 @@ def test_what_the_task_cannot_serve_is_invalid_model_and_nothing_is_kept(
     )  # fmt: skip
     assert wrong_task.code == 1
     assert "GGUF files serve --task text_generation only" in wrong_task.message
+    # The ModelServer runtime's fetch: Model Server reads a .gguf only when it is named.
+    unnamed, _ = fetch(
+        tmp_path, "--url", f"{http_store.url}/{LLAMA_FILE}", "--task", "text_generation",
+        "--gguf-named-only", name="unnamed",
+    )  # fmt: skip
+    assert unnamed.code == 1
+    assert unnamed.message.endswith(f"set spec.model.ggufFile: {LLAMA_FILE}"), unnamed.message
 
 
 def test_a_directory_of_several_gguf_files_fails_start_naming_them(

@@ -43,6 +43,18 @@ def test_a_directory_with_one_gguf_serves_that_file_and_a_direct_path_still_work
     )
 
 
+def test_where_the_server_does_not_find_a_gguf_the_name_is_asked_for(tmp_path: Path) -> None:
+    directory = files(tmp_path / "m", "tiny.gguf")
+    with pytest.raises(LayoutError) as error:
+        model_location(directory, "text_generation", finds_gguf=False)
+    assert str(error.value) == (
+        f"--model_path {directory} holds the GGUF model tiny.gguf, which Model Server reads "
+        "only when --gguf_filename names it: set spec.model.ggufFile: tiny.gguf"
+    )
+    named = model_location(directory, "text_generation", "tiny.gguf", finds_gguf=False)
+    assert named == directory / "tiny.gguf"
+
+
 def test_several_gguf_files_need_the_one_named(tmp_path: Path) -> None:
     directory = files(tmp_path / "m", "a-q4.gguf", "a-q8.gguf")
     with pytest.raises(LayoutError) as error:

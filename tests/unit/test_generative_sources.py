@@ -100,6 +100,16 @@ def test_a_fetched_generative_model_is_checked_for_its_task_and_a_tensor_one_is_
     assert "--task" not in fetch_args(tensor)
 
 
+def test_model_servers_fetch_refuses_an_unnamed_gguf_the_runtime_would_not_read() -> None:
+    def fetched(runtime: str, task: str = "TextGeneration") -> list[str]:
+        subject = generative(task, SOURCES["s3"][0], serving={"runtime": runtime})
+        return fetch_args(rendered(subject))
+
+    assert fetched("ModelServer")[-3:] == ["--task", "text_generation", "--gguf-named-only"]
+    assert "--gguf-named-only" not in fetched("Kubevino")
+    assert "--gguf-named-only" not in fetched("ModelServer", "Rerank")
+
+
 def test_gguf_file_is_for_text_generation_and_is_a_file_name() -> None:
     with pytest.raises(ValidationError, match="serves task TextGeneration only"):
         generative("Embeddings", SOURCES["pvc"][0], model_fields={"ggufFile": "a.gguf"})

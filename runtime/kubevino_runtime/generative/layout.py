@@ -51,12 +51,19 @@ def missing_genai_files(directory: Path, task: str) -> list[str]:
 
 
 def model_location(
-    model_path: Path, task: str, gguf_filename: str | None = None, where: str | None = None
+    model_path: Path,
+    task: str,
+    gguf_filename: str | None = None,
+    where: str | None = None,
+    *,
+    finds_gguf: bool = True,
 ) -> Path:
     """What GenAI loads for ``task``: ``model_path`` as a GenAI directory, a .gguf file
     (``model_path`` itself, the one in it, or ``gguf_filename`` in it), or LayoutError.
 
     ``where`` names ``model_path`` in messages (default ``--model_path <path>``).
+    ``finds_gguf``: whether the server finds a directory's one .gguf by itself (kubevino-serve
+    does; Model Server reads a directory as a GenAI model unless --gguf_filename names it).
     """
     where = where or f"--model_path {model_path}"
     if gguf_filename is not None:
@@ -76,9 +83,14 @@ def model_location(
         return model_path
     entries = _entries(model_path)
     ggufs = [entry for entry in entries if entry.is_file() and is_gguf(entry)]
-    if len(ggufs) == 1:
+    if len(ggufs) == 1 and finds_gguf:
         _gguf_serves(task, where)
         return ggufs[0]
+    if len(ggufs) == 1:
+        raise LayoutError(
+            f"{where} holds the GGUF model {ggufs[0].name}, which Model Server reads only when "
+            f"--gguf_filename names it: set spec.model.ggufFile: {ggufs[0].name}"
+        )
     if ggufs:
         raise LayoutError(
             f"{where} holds {len(ggufs)} .gguf files ({_listing(ggufs)}): name the one to "

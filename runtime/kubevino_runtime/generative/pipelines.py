@@ -126,14 +126,20 @@ def _embedding_config(embedding: EmbeddingSettings) -> genai.TextEmbeddingPipeli
 
 def context_length(model_path: Path) -> int | None:
     """The model's context length (tokens it attends to): GGUF metadata, or config.json
-    beside the IR files (also for embedding and rerank models)."""
-    if is_gguf(model_path):
-        return _gguf_context_length(model_path)
-    config = model_path / "config.json"
-    if not config.is_file():
+    beside the IR files (also for embedding and rerank models). None where they do not say it,
+    or say it unreadably (a model GenAI can load anyway is not refused for that)."""
+    try:
+        if is_gguf(model_path):
+            return _gguf_context_length(model_path)
+        config = model_path / "config.json"
+        if not config.is_file():
+            return None
+        found = json.loads(config.read_text())
+    except (OSError, ValueError) as error:
+        log.warning("the context length of %s is unknown: %s", model_path, error)
         return None
-    value = json.loads(config.read_text()).get("max_position_embeddings")
-    return value if isinstance(value, int) else None
+    value = found.get("max_position_embeddings") if isinstance(found, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _gguf_context_length(path: Path) -> int | None:
