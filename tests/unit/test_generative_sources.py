@@ -9,6 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from kubevino_operator.modelsource import generative_model_dir
+from kubevino_operator.modelstatus import model_loaded
+from kubevino_operator.podhealth import PodProblem
 from kubevino_operator.render import Rendered
 from kubevino_runtime import startup
 from kubevino_runtime.generative.settings import settings_from_args
@@ -116,3 +118,30 @@ def test_gguf_file_is_for_text_generation_and_is_a_file_name() -> None:
     for name in ("dir/a.gguf", "a.bin"):
         with pytest.raises(ValidationError, match="should match pattern"):
             generative("TextGeneration", SOURCES["pvc"][0], model_fields={"ggufFile": name})
+
+
+def test_model_loaded_says_a_generative_model_is_invalid_with_a_generative_fix() -> None:
+    fetched = rendered(generative("TextGeneration", SOURCES["http"][0]))
+    fetch_failed = PodProblem(
+        "InvalidModel",
+        "https://m.example/llm.tar.gz (version 1) holds no OpenVINO GenAI model ...",
+        condition="ModelLoaded",
+    )
+    state = model_loaded(fetched, fetch_failed, None, serving=False)
+    assert (state.status, state.reason) == ("False", "InvalidModel")
+    assert state.message.endswith(
+        "Fix: publish an OpenVINO GenAI model directory (as `optimum-cli export openvino` "
+        "writes it) or, for TextGeneration, a .gguf file, or an archive of either."
+    )
+    mounted = rendered(generative("TextGeneration", SOURCES["pvc"][0]))
+    crashing = PodProblem(
+        "ServerCrashing",
+        "pod llm-1: container server exited with code 1 (3 restarts): kubevino-serve cannot "
+        "start: model chat: --model_path /models/model holds 2 .gguf files (a.gguf, b.gguf): "
+        "name the one to serve (--gguf_filename; spec.model.ggufFile in an InferenceModel)",
+    )
+    state = model_loaded(mounted, crashing, None, serving=False)
+    assert (state.status, state.reason) == ("False", "InvalidModel")
+    assert state.message.startswith("PVC models (subPath llm) is not a model the server can read")
+    tensor = rendered(model(model={"source": SOURCES["pvc"][0]}))
+    assert model_loaded(tensor, crashing, None, serving=False).reason == "Pending"
