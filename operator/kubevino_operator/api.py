@@ -148,9 +148,9 @@ class HttpSource(ApiModel):
     """An HTTP(S) location fetched by an init container before the server starts."""
 
     url: str = Field(
-        description="http:// or https:// URL of a model file (served as version 1) or of a "
-        ".tar, .tar.gz, .tgz or .zip archive holding version folders (or the files of one "
-        "version).",
+        description="http:// or https:// URL of a model file (served as version 1; a .gguf "
+        "file's name also tells a TextGeneration server which file to serve) or of a .tar, "
+        ".tar.gz, .tgz or .zip archive holding version folders (or the files of one version).",
         pattern=r"^https?://",
         max_length=2048,
     )
@@ -299,6 +299,12 @@ class ModelSpec(ApiModel):
             "is one directory without versions: remove versionPolicy",
             holds=lambda m: m.version_policy is None or m.task == "Tensor",
         ),
+        Rule(
+            cel="!has(self.ggufFile) || (has(self.task) && self.task == 'TextGeneration')",
+            message="model.ggufFile names a GGUF model's file, which serves task TextGeneration "
+            "only",
+            holds=lambda m: m.gguf_file is None or m.task == "TextGeneration",
+        ),
     )
 
     name: str | None = Field(
@@ -309,9 +315,11 @@ class ModelSpec(ApiModel):
     )
     source: ModelSource = Field(
         description="Where the model files come from. A generative task reads one OpenVINO "
-        "GenAI model directory (as `optimum-cli export openvino` writes it) instead of version "
+        "GenAI model directory (as `optimum-cli export openvino` writes it, tokenizer and "
+        "detokenizer IRs included) or, for TextGeneration, a .gguf file, instead of version "
         "folders: the source's directory itself, or version 1 of an http/s3 download (an "
-        "archive of the directory's files lands there)."
+        "archive of the directory's files, or a bare .gguf file, lands there; the fetch fails "
+        "with InvalidModel when version 1 holds neither)."
     )
     task: ModelTask = Field(
         default="Tensor",
@@ -320,6 +328,17 @@ class ModelSpec(ApiModel):
         "Embeddings, Rerank: an OpenVINO GenAI pipeline behind Model Server's OpenAI-compatible "
         "REST API under /v3 (chat/completions and completions, embeddings, rerank), tuned in "
         "spec.generation.",
+    )
+    gguf_file: str | None = Field(
+        default=None,
+        description="TextGeneration from a GGUF model: the .gguf file to serve, inside the "
+        "model directory (version 1 of an http/s3 download). The ModelServer runtime needs it "
+        "(its --model_path reads a GenAI directory unless --gguf_filename names the file), "
+        "except from an http URL naming a .gguf file, which names it already; the Kubevino "
+        "runtime finds a directory's one .gguf file without it. Needed wherever the directory "
+        "holds several (e.g. one per quantization).",
+        pattern=r"^[^/]+\.[gG][gG][uU][fF]$",
+        max_length=255,
     )
     version_policy: VersionPolicy | None = Field(
         default=None, description="Which versions to serve (default: the latest one)."
@@ -982,6 +1001,33 @@ class Endpoints(ApiModel):
     )
 
 
+class PipelineStatus(ApiModel):
+    """The OpenVINO GenAI pipeline of a generative model, as it serves."""
+
+    name: str = Field(
+        description="GenAI's pipeline: ContinuousBatchingPipeline, LLMPipeline (NPU's static "
+        "pipeline, or pipeline type LM), TextEmbeddingPipeline or TextRerankPipeline.",
+        max_length=128,
+    )
+    device: str = Field(
+        description="The target the pipeline was compiled for (GenAI does not report which "
+        "devices AUTO picked behind it).",
+        max_length=256,
+    )
+    context_length: int | None = Field(
+        default=None,
+        ge=0,
+        description="Tokens the model attends to, from its files (GGUF metadata or "
+        "config.json): prompt and answer together stay within it. Reported by kubevino-serve "
+        "pods; absent on the ModelServer runtime, which does not publish it.",
+    )
+    reported_by: Literal["Pod", "Render"] = Field(
+        description="Pod: read from a serving pod (kubevino-serve's /kubevino/diagnostics). "
+        "Render: what the rendered command line makes the runtime build (the ModelServer "
+        "runtime, or before a pod has answered)."
+    )
+
+
 class InferenceModelStatus(ApiModel):
     """Observed state, written by the operator."""
 
@@ -1019,6 +1065,11 @@ class InferenceModelStatus(ApiModel):
         default=None,
         description="What the served model does (spec.model.task as rendered): Tensor, "
         "TextGeneration, Embeddings or Rerank.",
+    )
+    pipeline: PipelineStatus | None = Field(
+        default=None,
+        description="A generative model's GenAI pipeline: which one, the device it was "
+        "compiled for, and the model's context length.",
     )
     pod_security_level: str | None = Field(
         default=None,

@@ -41,14 +41,16 @@ from kubevino_operator.podhealth import (
     pods_worth_events,
     warning_events_selector,
 )
+from kubevino_operator.podreports import PipelineReports, PodToAsk, read_pipeline_report
 from kubevino_operator.render import (
     CONFIG_HASH_ANNOTATION,
     INSTANCE_LABEL,
     Rendered,
     render,
+    rest_port,
 )
 from kubevino_operator.settings import Settings, load_settings
-from kubevino_operator.status import READY, build_status
+from kubevino_operator.status import READY, build_status, status_patch
 from kubevino_operator.watched import MANAGED, OwnerCopies, Watched, resource_version
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class Context:
     # Per model: when its status was last recomputed (time.monotonic()).
     refreshed_at: dict[tuple[str, str], float] = {}
     owners = OwnerCopies()
+    pipelines = PipelineReports()
     background: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -314,6 +317,7 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
                 )
             )
             pod_problem = diagnose_events(asked, [e for events in said for e in events])
+    pipeline_report = _pipeline_report(model, rendered) if isinstance(rendered, Rendered) else None
     status = build_status(
         generation=owner["metadata"].get("generation"),
         previous=previous,
@@ -326,10 +330,11 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
         pod_problem=pod_problem,
         settings=Context.settings,
         fetch_report=report,
+        pipeline_report=pipeline_report,
     )
     if applied_replicas is not None:
         status["appliedReplicas"] = applied_replicas
-    changed = {key: value for key, value in status.items() if previous.get(key) != value}
+    changed = status_patch(previous, status)
     if changed:
         written = await kube.merge_patch(
             api.API_VERSION,
@@ -341,6 +346,32 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
         )
         Context.owners.remember(model, written)
     await _announce(owner, previous, status)
+
+
+def _pipeline_report(model: tuple[str, str], rendered: Rendered) -> dict[str, Any] | None:
+    """What a serving kubevino-serve pod said of its generative pipeline; when no pod of the
+    serving template has said it yet, one is asked in the background (the refresh it triggers
+    shows the answer): this refresh is never held up by a pod."""
+    if rendered.model.spec.model.task == "Tensor" or rendered.resolution.runtime != "Kubevino":
+        return None  # Model Server publishes no such report: the render's view stands
+    pods = Watched.pods_of(model)
+    ask = Context.pipelines.pod_to_ask(model, pods)
+    if ask is not None:
+        task = asyncio.create_task(_ask_pod(model, ask, rest_port(rendered.model)))
+        Context.background.add(task)
+        task.add_done_callback(Context.background.discard)
+    return Context.pipelines.current(model, pods)
+
+
+async def _ask_pod(model: tuple[str, str], ask: PodToAsk, rest_port: int) -> None:
+    report = await read_pipeline_report(ask.ip, rest_port)
+    if report is None or report.get("state") != "Loaded":
+        return  # not asked again: the status keeps what the render implies
+    if Context.pipelines.record(model, ask.template, report):
+        try:
+            await refresh_status(*model)
+        except Exception as error:  # the next event's refresh shows the report anyway
+            log.warning("status of %s/%s not refreshed: %s", *model, error)
 
 
 async def _current_owner(model: tuple[str, str]) -> dict[str, Any] | None:
@@ -418,6 +449,8 @@ async def recheck() -> None:
             del memory[gone]
     for gone in Context.owners.keys() - set(models):
         Context.owners.forget(gone)
+    for gone in Context.pipelines.keys() - set(models):
+        Context.pipelines.forget(gone)
     quiet_since = time.monotonic() - RECHECK_SECONDS / 2
     turns = asyncio.Semaphore(RECHECKS_AT_ONCE)
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlparse
 
-from kubevino_operator.api import InferenceModel
+from kubevino_operator.api import SERVER_TASK, InferenceModel
 from kubevino_operator.settings import Settings
 
 MODEL_ROOT = "/models"
@@ -75,6 +77,20 @@ def generative_model_dir(model: InferenceModel) -> str:
     return f"{MODEL_DIR}/1" if is_fetched(model) else MODEL_DIR
 
 
+def gguf_filename(model: InferenceModel) -> str | None:
+    """The .gguf file a TextGeneration model serves, where the spec says: spec.model.ggufFile,
+    or the file an http URL names (kubevino-fetch keeps a bare file's name, as version 1)."""
+    if model.spec.model.task != "TextGeneration":
+        return None
+    if model.spec.model.gguf_file is not None:
+        return model.spec.model.gguf_file
+    http = model.spec.model.source.http
+    if http is None:
+        return None
+    name = PurePosixPath(unquote(urlparse(http.url).path)).name  # as kubevino-fetch names it
+    return name if name.lower().endswith(".gguf") else None
+
+
 def checksums(model: InferenceModel) -> dict[str, str] | None:
     source = model.spec.model.source
     given = source.http.sha256 if source.http else source.s3.sha256 if source.s3 else None
@@ -118,8 +134,9 @@ def _compiled_cache(model: InferenceModel) -> tuple[list[dict[str, Any]], list[d
 
 
 def _fetch_container(
-    model: InferenceModel, settings: Settings, security: dict[str, Any]
+    model: InferenceModel, settings: Settings, security: dict[str, Any], model_server: bool
 ) -> dict[str, Any]:
+    """``model_server``: the ModelServer runtime serves the model."""
     source = model.spec.model.source
     store = model.spec.model.cache
     dest = f"{STORE_DIR}/models/{store_key(model)}" if store else MODEL_DIR
@@ -153,6 +170,15 @@ def _fetch_container(
                     ref["optional"] = True
                 env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
     args += ["--dest", dest, "--retries", str(FETCH_RETRIES)]
+    if model.spec.model.task != "Tensor":
+        # The fetch checks version 1 is what the server will read: InvalidModel otherwise.
+        args += ["--task", SERVER_TASK[model.spec.model.task]]
+        gguf = gguf_filename(model)
+        if gguf is not None:
+            args += ["--gguf-filename", gguf]
+        elif model_server and model.spec.model.task == "TextGeneration":
+            # Model Server reads an unnamed .gguf as nothing: the fetch says so, with the fix.
+            args.append("--gguf-named-only")
     if checksums(model):
         args += ["--sha256-file", f"{CONFIG_DIR}/sha256.json"]
         mounts.append({"name": "config", "mountPath": CONFIG_DIR, "readOnly": True})
@@ -191,8 +217,12 @@ def _copy_container(
 
 
 def model_delivery(
-    model: InferenceModel, settings: Settings, init_security: dict[str, Any]
+    model: InferenceModel,
+    settings: Settings,
+    init_security: dict[str, Any],
+    model_server: bool = False,
 ) -> ModelDelivery:
+    """``model_server``: the ModelServer runtime serves the model (its fetch check differs)."""
     source = model.spec.model.source
     mount: dict[str, Any] = {"name": "model", "mountPath": MODEL_DIR, "readOnly": True}
     volumes: list[dict[str, Any]] = []
@@ -235,10 +265,10 @@ def model_delivery(
             "subPath": f"models/{store_key(model)}",
             "readOnly": True,
         }
-        init.append(_fetch_container(model, settings, init_security))
+        init.append(_fetch_container(model, settings, init_security, model_server))
     else:
         volumes.append({"name": "model", "emptyDir": {}})
-        init.append(_fetch_container(model, settings, init_security))
+        init.append(_fetch_container(model, settings, init_security, model_server))
     cache_volumes, cache_mounts = _compiled_cache(model)
     return ModelDelivery(
         volumes=volumes + cache_volumes,

@@ -27,6 +27,15 @@ _FIXES = {
     "an archive of them",
     "FetchFailed": "see the message; the source answered with an error",
 }
+# A generative model is one directory, not version folders.
+_GENERATIVE_FIXES = {
+    **_FIXES,
+    "InvalidModel": "publish an OpenVINO GenAI model directory (as `optimum-cli export "
+    "openvino` writes it) or, for TextGeneration, a .gguf file, or an archive of either",
+}
+# What kubevino-serve's start-up refusal of a generative model's files says (they name
+# --model_path): the model, not the server, is what to fix.
+_UNREADABLE_MODEL_MARK = "--model_path "
 
 
 def _fetched_true(report: str) -> ConditionState:
@@ -45,8 +54,9 @@ def model_loaded(
         return ConditionState("Unknown", "NotRendered", "nothing runs: see Ready")
     source = describe_source(rendered.model)
     fetched = is_fetched(rendered.model)
+    generative = rendered.model.spec.model.task != "Tensor"
     if pod_problem is not None and pod_problem.condition == MODEL_LOADED:
-        fix = _FIXES.get(pod_problem.reason, "")
+        fix = (_GENERATIVE_FIXES if generative else _FIXES).get(pod_problem.reason, "")
         return ConditionState(
             "False", pod_problem.reason, f"{source}: {pod_problem.message} Fix: {fix}."
         )
@@ -66,6 +76,18 @@ def model_loaded(
             "NoVersion",
             f"{source} holds no version folder the server can read (Model Server's layout "
             f"<base>/<version>/): {pod_problem.message}",
+        )
+    if (
+        generative
+        and pod_problem is not None
+        and pod_problem.reason == "ServerCrashing"
+        and _UNREADABLE_MODEL_MARK in pod_problem.message
+    ):
+        return ConditionState(
+            "False",
+            "InvalidModel",
+            f"{source} is not a model the server can read: {pod_problem.message} Fix: "
+            f"{_GENERATIVE_FIXES['InvalidModel']}.",
         )
     if fetched and fetch_report:
         return _fetched_true(fetch_report)

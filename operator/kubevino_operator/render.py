@@ -20,6 +20,7 @@ from kubevino_operator.modelsource import (
     ModelDelivery,
     checksums,
     generative_model_dir,
+    gguf_filename,
     model_delivery,
 )
 from kubevino_operator.podsecurity import pod_security_level
@@ -173,6 +174,11 @@ def _ports(model: InferenceModel) -> tuple[int, int]:
     """(REST port, gRPC port)."""
     service = model.spec.serving.service
     return (service.rest_port, service.grpc_port) if service else (8000, 9000)
+
+
+def rest_port(model: InferenceModel) -> int:
+    """The REST port of the pods (and the Service)."""
+    return _ports(model)[0]
 
 
 def _container_security(privileged: bool) -> dict[str, Any]:
@@ -329,6 +335,11 @@ def _generative_server_args(
         str(rest_port),
         "--metrics_enable",
     ]
+    gguf = gguf_filename(model)
+    if gguf is not None:
+        # Model Server reads --model_path as a GenAI directory unless this names the GGUF file
+        # in it; kubevino-serve takes the flag too (and finds a directory's one .gguf itself).
+        args += ["--gguf_filename", gguf]
     if delivery.cache_dir:
         args += ["--cache_dir", CACHE_DIR]
     args += generation_flags(model)
@@ -381,7 +392,12 @@ def _pod_template(
     model: InferenceModel, resolution: Resolution, settings: Settings, config_hash: str
 ) -> dict[str, Any]:
     rest_port, grpc_port = _ports(model)
-    delivery = model_delivery(model, settings, _container_security(privileged=False))
+    delivery = model_delivery(
+        model,
+        settings,
+        _container_security(privileged=False),
+        model_server=resolution.runtime == "ModelServer",
+    )
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_name(model)}},
         *delivery.volumes[:1],

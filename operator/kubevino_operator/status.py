@@ -8,12 +8,18 @@ scale is under way), ``Degraded`` (stuck: refused, invalid, or the rollout faile
 took, or why not) and kstatus's twins ``Reconciling`` and ``Stalled``. A condition's
 ``lastTransitionTime`` moves only when its status changes, so an unchanged world gives a
 byte-identical status and the operator writes nothing.
+
+A generative model's ``pipeline`` says which GenAI pipeline serves it, the device it was
+compiled for and the model's context length: as its kubevino-serve pods report them, or, on
+the ModelServer runtime (which publishes none of it) and until a pod has answered, what the
+rendered command line makes the runtime build, without the context length.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from kubevino_operator.api import SERVER_TASK, InferenceModel, static_pipeline
 from kubevino_operator.conditions import ConditionState
 from kubevino_operator.devicestatus import DEVICE_ACCESS, device_access_state
 from kubevino_operator.modelstatus import MODEL_LOADED, model_loaded
@@ -130,6 +136,54 @@ def refused_states(reason: str, message: str) -> dict[str, ConditionState]:
     }
 
 
+# The GenAI pipeline each generative task is served by (text generation: where continuous
+# batching runs; the runtimes' AUTO pipeline type, which the render leaves them).
+_ENCODER_PIPELINES = {"Embeddings": "TextEmbeddingPipeline", "Rerank": "TextRerankPipeline"}
+
+
+def rendered_pipeline(model: InferenceModel) -> str:
+    task = model.spec.model.task
+    if task == "TextGeneration":
+        target = model.spec.device.target_device
+        return "LLMPipeline" if static_pipeline(target) else "ContinuousBatchingPipeline"
+    return _ENCODER_PIPELINES[task]
+
+
+def _reported_pipeline(model: InferenceModel, report: dict[str, Any]) -> dict[str, Any] | None:
+    """A pod's report as the status field, if it is a loaded pipeline of this model's task."""
+    name, device, length = report.get("pipeline"), report.get("device"), report.get("contextLength")
+    if (
+        report.get("state") != "Loaded"
+        or report.get("task") != SERVER_TASK.get(model.spec.model.task)
+        or not isinstance(name, str)
+        or not isinstance(device, str)
+    ):
+        return None
+    status: dict[str, Any] = {"name": name, "device": device, "reportedBy": "Pod"}
+    if isinstance(length, int) and not isinstance(length, bool) and length >= 0:
+        status["contextLength"] = length
+    return status
+
+
+def pipeline_status(
+    rendered: Rendered, pipeline_report: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """status.pipeline: a serving pod's report (``/kubevino/diagnostics``' generative
+    section), else what the render implies; None for a Tensor model."""
+    model = rendered.model
+    if model.spec.model.task == "Tensor":
+        return None
+    if pipeline_report is not None:
+        reported = _reported_pipeline(model, pipeline_report)
+        if reported is not None:
+            return reported
+    return {
+        "name": rendered_pipeline(model),
+        "device": model.spec.device.target_device,
+        "reportedBy": "Render",
+    }
+
+
 def build_status(
     *,
     generation: int | None,
@@ -142,8 +196,10 @@ def build_status(
     pod_problem: PodProblem | None = None,
     settings: Settings | None = None,
     fetch_report: str | None = None,
+    pipeline_report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole status for one reconcile or Deployment event."""
+    """The whole status for one reconcile or Deployment event. ``pipeline_report``: what a
+    serving pod said of its generative pipeline (PipelineReports)."""
     prior = previous or {}
     prior_conditions: list[dict[str, Any]] = prior.get("conditions") or []
     status: dict[str, Any] = {"observedGeneration": generation}
@@ -202,10 +258,11 @@ def build_status(
                 "podSecurityLevel": rendered.pod_security_level,
             }
         )
-        # What a generative pipeline compiled for (continuous batching or NPU's static one)
-        # and the model's context length would belong here too, but neither runtime reports
-        # them outside its log (kubevino-serve's /v3/models answers OpenAI's id/object/
-        # created/owned_by only): reading them needs the runtime to publish them first.
+        pipeline = pipeline_status(rendered, pipeline_report)
+        if pipeline is not None:
+            status["pipeline"] = pipeline
+    if "pipeline" not in status and prior.get("pipeline") is not None:
+        status["pipeline"] = None  # a model that stopped being generative: removed
     states = {**states, RECONCILING: states[PROGRESSING], STALLED: states[DEGRADED]}
     status["conditions"] = _conditions(states, generation, prior_conditions, now)
     # Carry over what other parts of the operator record (e.g. the replicas last pushed).
@@ -213,3 +270,18 @@ def build_status(
         if key in prior and key not in status:
             status[key] = prior[key]
     return status
+
+
+def status_patch(previous: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch from ``previous`` to ``status``: the keys that changed, and in a changed
+    object the keys it lost set to null (a merge patch merges objects: a context length a pod
+    reported would otherwise outlive the pod)."""
+    patch: dict[str, Any] = {}
+    for key, value in status.items():
+        before = previous.get(key)
+        if before == value:
+            continue
+        if isinstance(value, dict) and isinstance(before, dict):
+            value = {**dict.fromkeys(before.keys() - value.keys()), **value}
+        patch[key] = value
+    return patch

@@ -21,6 +21,8 @@ from kubevino_operator.status import READY
 
 ModelKey = tuple[str, str]  # (namespace, name)
 MANAGED = {"app.kubernetes.io/managed-by": "kubevino"}
+# The Deployment controller's label: pods of one pod template share its value.
+TEMPLATE_HASH_LABEL = "pod-template-hash"
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,13 @@ def known_models(body: kopf.Body, **_: Any) -> dict[ModelKey, ModelSeen]:
 
 
 def pod_view(body: kopf.Body | dict[str, Any]) -> dict[str, Any]:
-    """What the status needs of a pod (podhealth reads no more), not the whole pod."""
+    """What the status needs of a pod (podhealth and podreports read no more), not the whole
+    pod."""
     meta = body["metadata"]
-    kept = {"name": meta["name"], "uid": meta.get("uid", "")}
+    kept: dict[str, Any] = {"name": meta["name"], "uid": meta.get("uid", "")}
+    template = (meta.get("labels") or {}).get(TEMPLATE_HASH_LABEL)
+    if template:
+        kept["labels"] = {TEMPLATE_HASH_LABEL: template}
     if meta.get("deletionTimestamp"):
         kept["deletionTimestamp"] = meta["deletionTimestamp"]
     return {

@@ -11,6 +11,10 @@ The outcome goes to the termination message, which the operator reads into the
 ``ModelLoaded`` condition: ``ModelFetch=Fetched: …`` / ``ModelFetch=Cached: …`` on success,
 ``ModelFetch=<Reason>: …`` on failure (Unauthorized, NotFound, ChecksumMismatch, NoSpace,
 Unreachable, InvalidModel, FetchFailed).
+
+For a generative model (``--task``), the server reads version 1 as one OpenVINO GenAI directory
+or GGUF file: a download that is neither for the task is InvalidModel here, with what it holds,
+rather than a server that fails to load it later.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
+from kubevino_runtime.generative.layout import LayoutError, model_location
 from kubevino_runtime.termination import write_termination_message
 
 log = logging.getLogger("kubevino.fetch")
@@ -319,6 +324,28 @@ def _tree_size(root: Path) -> tuple[int, int]:
     return len(files), sum(path.stat().st_size for path in files)
 
 
+def check_generative(
+    root: Path, task: str, gguf_filename: str | None, source: str, finds_gguf: bool = True
+) -> None:
+    """Version 1 under ``root`` is what a generative server reads (``--model_path`` there):
+    it must hold an OpenVINO GenAI model or a GGUF file that ``task`` serves (named, where the
+    server does not find it: ``finds_gguf`` False)."""
+    version = root / "1"
+    if not version.is_dir():
+        found = ", ".join(e.name for e in _visible(root) if e.name.isdigit()) or "none"
+        raise FetchError(
+            "InvalidModel",
+            f"{source}: a generative model is served from version 1 (the files without "
+            f"version folders land there), and the download has versions {found}",
+        )
+    try:
+        model_location(
+            version, task, gguf_filename, where=f"{source} (version 1)", finds_gguf=finds_gguf
+        )
+    except LayoutError as error:
+        raise FetchError("InvalidModel", str(error)) from None
+
+
 # --- the whole fetch ----------------------------------------------------------------------------
 
 
@@ -349,13 +376,18 @@ def fetch(
     dest: Path,
     download: Callable[[Path], None],
     checksums: dict[str, str],
+    check: Callable[[Path], None] | None = None,
 ) -> Fetched:
+    """``check``: raises FetchError for a tree the server cannot serve (before it is kept, and
+    again on a cached one, which another model's fetch of the same source may have filled)."""
     started = time.monotonic()
     dest.mkdir(parents=True, exist_ok=True)
     with _locked(dest):
         record = _record(dest)
         if record is not None and record.get("source") == source:
             verify_checksums(dest, checksums)
+            if check is not None:
+                check(dest)
             return Fetched(
                 tuple(record["versions"]),
                 record["files"],
@@ -377,6 +409,8 @@ def fetch(
             download(staging)
             normalize_layout(staging)
             verify_checksums(staging, checksums)
+            if check is not None:
+                check(staging)
             files, size = _tree_size(staging)
             versions = tuple(sorted(e.name for e in _visible(staging) if e.name.isdigit()))
             for entry in _visible(staging):
@@ -427,6 +461,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sha256-file", help="JSON map: path in the model → expected sha256")
     parser.add_argument("--retries", type=int, default=5, help="attempts per request")
     parser.add_argument(
+        "--task",
+        choices=("text_generation", "embeddings", "rerank"),
+        help="a generative model: version 1 must hold an OpenVINO GenAI model or (for "
+        "text_generation) a .gguf file",
+    )
+    parser.add_argument("--gguf-filename", help="with --task: the .gguf file version 1 must hold")
+    parser.add_argument(
+        "--gguf-named-only",
+        action="store_true",
+        help="with --task: the server reads a .gguf file only where --gguf-filename names it "
+        "(Model Server), so an unnamed one is InvalidModel",
+    )
+    parser.add_argument(
         "--make-dir",
         action="append",
         default=[],
@@ -436,7 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.gguf_filename or args.gguf_named_only) and not args.task:
+        parser.error("--gguf-filename and --gguf-named-only describe a generative model: --task")
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     source = args.url or args.s3_uri
     verify = not args.no_verify_tls
@@ -453,7 +503,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.s3_uri, staging, args.s3_endpoint, args.s3_region, verify, args.retries
                 )
 
-        fetched = fetch(source, Path(args.dest), download, checksums)
+        def check(root: Path) -> None:
+            check_generative(root, args.task, args.gguf_filename, source, not args.gguf_named_only)
+
+        fetched = fetch(source, Path(args.dest), download, checksums, check if args.task else None)
         for directory in args.make_dir:
             Path(directory).mkdir(parents=True, exist_ok=True)
     except FetchError as error:

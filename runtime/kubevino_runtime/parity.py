@@ -188,7 +188,8 @@ _METRICS_LIST = (
 
 _TASK = (
     "text_generation, embeddings or rerank with --model_path (an OpenVINO GenAI model "
-    "directory as optimum-cli exports it, or one .gguf file for text_generation) and "
+    "directory as optimum-cli exports it; for text_generation also a .gguf file, or a "
+    "directory holding one) and "
     "--model_name: Model Server's OpenAI-compatible /v3 endpoints; image_generation, "
     "text2speech and speech2text are refused, as is --task with --config_path"
 )
@@ -481,7 +482,16 @@ TABLE: Final[tuple[Borrowed, ...]] = (
     Borrowed("--source_model", F, D, D, NO, *PULL),
     Borrowed("--task", F, D, D, OK, _TASK),
     Borrowed("--overwrite_models", F, D, D, NO, *PULL),
-    Borrowed("--gguf_filename", F, D, D, NO, *PULL),
+    Borrowed(
+        "--gguf_filename",
+        F,
+        D,
+        D,
+        OK,
+        "with --task text_generation and --model_path DIR: the .gguf file in DIR to serve, as "
+        "Model Server reads it with --task and --model_path (needed where DIR holds several; "
+        "with one, kubevino-serve finds it); pulling it from Hugging Face is refused",
+    ),
     Borrowed("--extra_quantization_params", F, D, D, NO, *PULL),
     Borrowed("--weight-format", F, D, D, NO, *PULL),
     Borrowed("--vocoder", F, D, A, NO, *OTHER_GENERATIVE),

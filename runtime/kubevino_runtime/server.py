@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 import openvino as ov
@@ -31,6 +31,7 @@ from kubevino_runtime.generative.service import GenerativeService
 from kubevino_runtime.generative.settings import (
     GenerativeSettings,
     check_for_device,
+    locate_model,
     settings_from_args,
 )
 from kubevino_runtime.metrics import (
@@ -168,6 +169,7 @@ class Server:
     core: ov.Core
     families: Families  # what /metrics serves; None: /metrics is off
     config_mtime: float | None = None
+    generative: GenerativeService | None = None  # the model of --task
 
     async def metrics(self, request: web.Request) -> web.Response:
         if self.families is None:
@@ -179,7 +181,9 @@ class Server:
         )
 
     async def diagnostics(self, request: web.Request) -> web.Response:
-        """What the device checks found, and what each loaded version runs on."""
+        """What the device checks found, what each loaded version runs on, and the generative
+        pipeline of --task (the operator reads that section into the InferenceModel's
+        status)."""
         models = [
             {
                 "name": loaded.name,
@@ -189,7 +193,10 @@ class Server:
             }
             for loaded in self.registry.loaded_versions()
         ]
-        return web.json_response({"devices": self.devices.as_dict(), "models": models})
+        found: dict[str, Any] = {"devices": self.devices.as_dict(), "models": models}
+        if self.generative is not None:
+            found["generative"] = self.generative.pipeline_report()
+        return web.json_response(found)
 
     def _config_mtime(self) -> float | None:
         if not self.args.config_path:
@@ -293,7 +300,7 @@ async def serve(
         target = generative.target_device or default_target(core)
         service = GenerativeService(generative, registry.compile_target(target), metrics)
     plane = DataPlane(registry, metrics, group, service)
-    server = Server(args, registry, plane, devices, core, families)
+    server = Server(args, registry, plane, devices, core, families, generative=service)
     server.config_mtime = server._config_mtime()
 
     app = web.Application(client_max_size=args.max_request_bytes, middlewares=[json_errors])
@@ -432,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         core = ov.Core()
         serving = read_configs(args, core)
         families = metrics_families(args, serving.metrics)
-        generative = settings_from_args(args, cache_dir(args)) if args.task else None
+        generative = locate_model(settings_from_args(args, cache_dir(args))) if args.task else None
         trimmer = HeapTrimmer.from_libc()
         heap_trim = (trimmer, heap_trim_minutes(args, trimmer))
     except UsageError as error:

@@ -190,6 +190,7 @@ def _add_generation_flags(parser: argparse.ArgumentParser) -> None:
         task.add_argument(name, type=true_or_false, metavar="true|false", help=flag(name).what)
     task.add_argument("--kv_cache_precision", help=flag("--kv_cache_precision").what)
     task.add_argument("--pooling", help=flag("--pooling").what)
+    task.add_argument("--gguf_filename", help=flag("--gguf_filename").what)
 
 
 def refused_dest(name: str) -> str:

@@ -113,6 +113,9 @@ def test_ready_once_loaded_and_models_list_the_served_model(llm_server: RunningS
     # GET /v1/models/NAME is TF-Serving's model status, in Model Server as here.
     for prefix in ("/v3", "/v3/v1"):
         assert _client(llm_server, prefix).models.retrieve(MODEL).owned_by == "OVMS"
+    # vLLM's context length field rides along; OpenAI's client keeps it as an extra.
+    listed = _client(llm_server).models.list().data[0]
+    assert (listed.model_extra or {})["max_model_len"] == 2048
 
 
 def test_chat_completion_is_greedy_genai_on_the_chat_template(
@@ -364,6 +367,8 @@ def test_pipeline_type_lm_serves_with_llm_pipeline_the_same_greedy_text(
         expected = _greedy_in_process(gguf, _ids(tokenizer, "the cat", special=True), TOKENS)
         assert reply.choices[0].text == tokenizer.decode(expected)
         assert "one request at a time (LLMPipeline)" in server.log()
+        diagnostics = httpx.get(f"{server.rest}/kubevino/diagnostics").json()["generative"]
+        assert diagnostics["pipeline"] == "LLMPipeline"
 
 
 # --- embeddings and rerank -----------------------------------------------------------------------

@@ -215,6 +215,7 @@ def test_a_bare_auto_that_reaches_a_device_without_genai_is_refused_at_render() 
     [
         "text-generation.yaml",
         "text-generation-npu.yaml",
+        "text-generation-gguf.yaml",
         "embeddings.yaml",
         "rerank.yaml",
     ],

@@ -47,6 +47,7 @@ MONITORING = f"{PARITY}::test_config_monitoring_enables_metrics_and_picks_up_edi
 
 GENERATIVE = f"{RUNTIME}.test_generative"
 GENERATION_UNIT = "tests.unit.test_generative_settings"
+GENERATIVE_SOURCES = f"{RUNTIME}.test_generative_sources"
 SCHEDULER = (
     f"{GENERATIVE}::test_concurrent_requests_are_batched_not_queued",
     f"{GENERATION_UNIT}::test_text_generation_flags_become_genais_scheduler_config",
@@ -155,6 +156,11 @@ HONOURED_BY: dict[tuple[Kind, str], tuple[str, ...]] = {
     (F, "--max_prompt_len"): (f"{GENERATION_UNIT}::test_max_prompt_len_is_for_npu_pipelines_only",),
     (F, "--normalize"): (
         f"{GENERATIVE}::test_embeddings_are_genais_with_the_pooling_and_normalization_flags",
+    ),
+    (F, "--gguf_filename"): (
+        f"{GENERATIVE_SOURCES}::test_a_bare_gguf_url_is_fetched_as_version_1_and_serves",
+        f"{GENERATIVE_SOURCES}::test_a_directory_of_several_gguf_files_fails_start_naming_them",
+        "tests.unit.test_generative_layout::test_several_gguf_files_need_the_one_named",
     ),
     (F, "--pooling"): (
         f"{GENERATIVE}::test_embeddings_are_genais_with_the_pooling_and_normalization_flags",

@@ -12,8 +12,8 @@ from typing import Any, Final
 import openvino_genai as genai
 
 from kubevino_runtime.generative.encoders import Embedder, Reranker
+from kubevino_runtime.generative.layout import is_gguf
 from kubevino_runtime.generative.settings import (
-    GGUF_SUFFIX,
     EmbeddingSettings,
     GenerativeSettings,
     Task,
@@ -48,6 +48,14 @@ class TextGenerator:
 
 
 Loaded = TextGenerator | Embedder | Reranker
+
+
+def pipeline_name(loaded: Loaded) -> str:
+    """The GenAI pipeline class serving the model (LLMPipeline is NPU's static pipeline there,
+    or the one-request-at-a-time one of --pipeline_type LM)."""
+    if isinstance(loaded, TextGenerator):
+        return "ContinuousBatchingPipeline" if loaded.continuous_batching else "LLMPipeline"
+    return "TextEmbeddingPipeline" if isinstance(loaded, Embedder) else "TextRerankPipeline"
 
 
 def load(settings: GenerativeSettings, device: str) -> Loaded:
@@ -117,14 +125,21 @@ def _embedding_config(embedding: EmbeddingSettings) -> genai.TextEmbeddingPipeli
 
 
 def context_length(model_path: Path) -> int | None:
-    """The model's context length: GGUF metadata, or config.json beside the IR files."""
-    if model_path.suffix == GGUF_SUFFIX:
-        return _gguf_context_length(model_path)
-    config = model_path / "config.json"
-    if not config.is_file():
+    """The model's context length (tokens it attends to): GGUF metadata, or config.json
+    beside the IR files (also for embedding and rerank models). None where they do not say it,
+    or say it unreadably (a model GenAI can load anyway is not refused for that)."""
+    try:
+        if is_gguf(model_path):
+            return _gguf_context_length(model_path)
+        config = model_path / "config.json"
+        if not config.is_file():
+            return None
+        found = json.loads(config.read_text())
+    except (OSError, ValueError) as error:
+        log.warning("the context length of %s is unknown: %s", model_path, error)
         return None
-    value = json.loads(config.read_text()).get("max_position_embeddings")
-    return value if isinstance(value, int) else None
+    value = found.get("max_position_embeddings") if isinstance(found, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _gguf_context_length(path: Path) -> int | None:

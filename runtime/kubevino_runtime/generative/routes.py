@@ -69,12 +69,17 @@ class OpenAiRoutes:
     # --- models ------------------------------------------------------------------------------
 
     def _model_object(self) -> dict[str, Any]:
-        return {
+        model: dict[str, Any] = {
             "id": self.service.name,
             "object": "model",
             "created": self.service.created,
             "owned_by": "OVMS",  # what Model Server's clients see
         }
+        if self.service.context_length is not None:
+            # vLLM's name for the context length: clients that know it (LangChain, LiteLLM,
+            # Open WebUI) size prompts by it; OpenAI's clients ignore fields they do not know.
+            model["max_model_len"] = self.service.context_length
+        return model
 
     async def list_models(self, request: web.Request) -> web.Response:
         models = [self._model_object()] if self.service.ready() else []

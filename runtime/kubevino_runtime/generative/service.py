@@ -6,11 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kubevino_runtime.errors import ErrorKind, ServingError, not_found
 from kubevino_runtime.generative.encoders import Embedder, Reranker
-from kubevino_runtime.generative.pipelines import Loaded, TextGenerator, load
+from kubevino_runtime.generative.layout import is_gguf
+from kubevino_runtime.generative.pipelines import (
+    Loaded,
+    TextGenerator,
+    context_length,
+    load,
+    pipeline_name,
+)
 from kubevino_runtime.generative.settings import GenerativeSettings
 from kubevino_runtime.generative.text_generation import Timing
 from kubevino_runtime.metrics import Metrics
@@ -26,6 +33,7 @@ class GenerativeService:
         self.metrics = metrics
         self.created = int(time.time())
         self.loaded: Loaded | None = None
+        self.context_length: int | None = None  # tokens, where the model's files say
         self.failure: str | None = None
         self.shutting_down = False
         self.in_flight = 0
@@ -40,7 +48,13 @@ class GenerativeService:
     async def load(self) -> None:
         started = time.monotonic()
         try:
-            self.loaded = await asyncio.to_thread(load, self.settings, self.device)
+            loaded = await asyncio.to_thread(load, self.settings, self.device)
+            self.context_length = (
+                loaded.context_length
+                if isinstance(loaded, TextGenerator)
+                else await asyncio.to_thread(context_length, self.settings.model_path)
+            )
+            self.loaded = loaded
         except Exception as error:  # GenAI's reasons are RuntimeErrors with its message
             self.failure = f"model {self.name}: {self.settings.model_path} failed to load: {error}"
             log.error("%s", self.failure)
@@ -52,6 +66,22 @@ class GenerativeService:
             self.device,
             time.monotonic() - started,
         )
+
+    def pipeline_report(self) -> dict[str, Any]:
+        """What /kubevino/diagnostics says of the model: the operator copies it into the
+        InferenceModel's status.pipeline. Pipeline and context length once loaded."""
+        report: dict[str, Any] = {
+            "name": self.name,
+            "task": self.settings.task.value,
+            "format": "GGUF" if is_gguf(self.settings.model_path) else "OpenVINO IR",
+            "device": self.device,  # GenAI does not tell which devices AUTO chose behind it
+            "state": "Failed" if self.failure else "Loading" if self.loaded is None else "Loaded",
+        }
+        if self.loaded is not None:
+            report["pipeline"] = pipeline_name(self.loaded)
+        if self.context_length is not None:
+            report["contextLength"] = self.context_length
+        return report
 
     def ready(self) -> bool:
         return self.loaded is not None and not self.shutting_down

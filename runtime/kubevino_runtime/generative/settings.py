@@ -7,15 +7,14 @@ honour are refused (exit 64) rather than ignored.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final
 
+from kubevino_runtime.generative.layout import LayoutError, is_gguf, model_location
 from kubevino_runtime.parity import UsageError
-from kubevino_runtime.repository import parse_json_object
-
-GGUF_SUFFIX: Final = ".gguf"
+from kubevino_runtime.repository import ConfigError, parse_json_object
 
 
 class Task(Enum):
@@ -62,12 +61,13 @@ class EmbeddingSettings:
 class GenerativeSettings:
     task: Task
     model_name: str
-    model_path: Path  # a GenAI model directory, or one .gguf file
+    model_path: Path  # a GenAI model directory, or one .gguf file (once locate_model ran)
     target_device: str | None  # None: the recommended device
     plugin_config: dict[str, Any]
     cache_dir: str | None
     text: TextGenerationSettings
     embedding: EmbeddingSettings
+    gguf_filename: str | None = None  # a .gguf file inside model_path, as Model Server's flag
 
 
 # The flags that belong to one task, with the attribute argparse stores them under.
@@ -80,6 +80,7 @@ TEXT_FLAGS: Final = (
     "dynamic_split_fuse",
     "kv_cache_precision",
     "max_prompt_len",
+    "gguf_filename",
 )
 EMBEDDING_FLAGS: Final = ("normalize", "pooling")
 # Model flags that describe an OpenVINO IR model served over KServe, not a generative pipeline
@@ -168,7 +169,7 @@ def settings_from_args(args: argparse.Namespace, cache_dir: str | None) -> Gener
     """The settings of a command line with --task (check_generation_flags passed); a
     malformed --plugin_config raises ConfigError."""
     path = Path(args.model_path)
-    if path.suffix == GGUF_SUFFIX and args.task != Task.TEXT_GENERATION.value:
+    if is_gguf(path) and args.task != Task.TEXT_GENERATION.value:
         raise UsageError(f"--model_path {path}: GGUF files serve --task text_generation only")
     text = TextGenerationSettings(
         pipeline_type=PipelineType(args.pipeline_type or "AUTO"),
@@ -194,7 +195,19 @@ def settings_from_args(args: argparse.Namespace, cache_dir: str | None) -> Gener
         cache_dir=cache_dir,
         text=text,
         embedding=embedding,
+        gguf_filename=args.gguf_filename,
     )
+
+
+def locate_model(settings: GenerativeSettings) -> GenerativeSettings:
+    """The settings with ``model_path`` at what GenAI loads: the GenAI directory, or the .gguf
+    file (the one in the directory, or --gguf_filename's). Files that are neither raise
+    ConfigError naming what was found (Model Server, too, exits 1 on a model it cannot read)."""
+    try:
+        location = model_location(settings.model_path, settings.task.value, settings.gguf_filename)
+    except LayoutError as error:
+        raise ConfigError(f"model {settings.model_name}: {error}") from None
+    return replace(settings, model_path=location, gguf_filename=None)
 
 
 def _default(value: bool | None, default: bool) -> bool:
