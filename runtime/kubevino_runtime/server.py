@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kubevino_runtime import __version__
+from kubevino_runtime.cpulimits import CpuAllowance, read_cpu_allowance
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.deviceaccess import (
     DeviceReport,
@@ -168,6 +169,7 @@ class Server:
     core: ov.Core
     families: Families  # what /metrics serves; None: /metrics is off
     config_mtime: float | None = None
+    cpu: CpuAllowance | None = None  # None: not read (in-process tests)
 
     async def metrics(self, request: web.Request) -> web.Response:
         if self.families is None:
@@ -179,17 +181,22 @@ class Server:
         )
 
     async def diagnostics(self, request: web.Request) -> web.Response:
-        """What the device checks found, and what each loaded version runs on."""
+        """What the device checks found, the CPUs the process may use, and what each loaded
+        version runs on."""
         models = [
             {
                 "name": loaded.name,
                 "version": loaded.version,
                 "targetDevice": loaded.config.target_device,
                 "executionDevices": list(loaded.execution_devices),
+                "streams": loaded.streams,
+                "inferRequests": loaded.nireq,
+                "optimalInferRequests": loaded.optimal_nireq,
             }
             for loaded in self.registry.loaded_versions()
         ]
-        return web.json_response({"devices": self.devices.as_dict(), "models": models})
+        cpu = None if self.cpu is None else self.cpu.as_dict()
+        return web.json_response({"devices": self.devices.as_dict(), "cpu": cpu, "models": models})
 
     def _config_mtime(self) -> float | None:
         if not self.args.config_path:
@@ -281,6 +288,7 @@ async def serve(
     families: Families = None,
     heap_trim: tuple[HeapTrimmer | None, int] = (None, 0),
     generative: GenerativeSettings | None = None,
+    cpu: CpuAllowance | None = None,
 ) -> int:
     metrics = Metrics()
     for probe in devices.probes:
@@ -293,7 +301,7 @@ async def serve(
         target = generative.target_device or default_target(core)
         service = GenerativeService(generative, registry.compile_target(target), metrics)
     plane = DataPlane(registry, metrics, group, service)
-    server = Server(args, registry, plane, devices, core, families)
+    server = Server(args, registry, plane, devices, core, families, cpu=cpu)
     server.config_mtime = server._config_mtime()
 
     app = web.Application(client_max_size=args.max_request_bytes, middlewares=[json_errors])
@@ -430,6 +438,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_arguments(argv)
         configure_logging(args, f" [worker {group.index}]" if group is not None else "")
         core = ov.Core()
+        cpu = read_cpu_allowance()
+        log.info("%s", cpu.describe())
+        if cpu.limited:
+            # A Core default: a model's own plugin config (threads or streams) still wins.
+            core.set_property("CPU", {"INFERENCE_NUM_THREADS": cpu.cpus})
         serving = read_configs(args, core)
         families = metrics_families(args, serving.metrics)
         generative = settings_from_args(args, cache_dir(args)) if args.task else None
@@ -450,7 +463,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = [config.target_device for config in configs]
     if generative is not None:
         target = generative.target_device or default_target(core)
-        generative = replace(generative, target_device=target)
+        generative = replace(
+            generative, target_device=target, cpu_thread_cap=cpu.cpus if cpu.limited else None
+        )
         try:
             check_for_device(generative, target)
         except UsageError as error:
@@ -479,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             families=families,
             heap_trim=heap_trim,
             generative=generative,
+            cpu=cpu,
         )
     )
 

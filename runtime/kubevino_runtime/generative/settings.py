@@ -68,6 +68,8 @@ class GenerativeSettings:
     cache_dir: str | None
     text: TextGenerationSettings
     embedding: EmbeddingSettings
+    # Threads for a CPU pipeline when a CPU quota allows fewer than the cpuset (cpulimits).
+    cpu_thread_cap: int | None = None
 
 
 # The flags that belong to one task, with the attribute argparse stores them under.
