@@ -24,6 +24,7 @@ import openvino as ov
 
 from kubevino_common.devices import TargetDeviceError, parse_target
 from kubevino_runtime import preprocessing
+from kubevino_runtime.cpulimits import THREAD_PROPERTIES, user_chose_cpu_threads
 from kubevino_runtime.errors import ErrorKind, ServingError, invalid
 from kubevino_runtime.preprocessing import describe
 from kubevino_runtime.repository import ModelConfig
@@ -128,6 +129,14 @@ def _properties(config: ModelConfig, cache_dir: str | None) -> dict[str, Any]:
     properties: dict[str, Any] = {key: str(value) for key, value in config.plugin_config.items()}
     if cache_dir:
         properties["CACHE_DIR"] = cache_dir
+    if (
+        config.target_device == "CPU"
+        and user_chose_cpu_threads(config.plugin_config)
+        and not set(THREAD_PROPERTIES) & {key.upper() for key in properties}
+    ):
+        # The user sized the streams: the quota's thread cap (a Core default) must not shrink
+        # them; 0 is OpenVINO's own choice of threads.
+        properties["INFERENCE_NUM_THREADS"] = "0"
     return properties
 
 

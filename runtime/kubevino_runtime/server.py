@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kubevino_runtime import __version__
+from kubevino_runtime.cpulimits import CpuAllowance, read_cpu_allowance
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.deviceaccess import (
     DeviceReport,
@@ -170,6 +171,7 @@ class Server:
     families: Families  # what /metrics serves; None: /metrics is off
     config_mtime: float | None = None
     generative: GenerativeService | None = None  # the model of --task
+    cpu: CpuAllowance | None = None  # None: not read (in-process tests)
 
     async def metrics(self, request: web.Request) -> web.Response:
         if self.families is None:
@@ -181,19 +183,26 @@ class Server:
         )
 
     async def diagnostics(self, request: web.Request) -> web.Response:
-        """What the device checks found, what each loaded version runs on, and the generative
-        pipeline of --task (the operator reads that section into the InferenceModel's
-        status)."""
+        """What the device checks found, the CPUs the process may use, what each loaded
+        version runs on, and the generative pipeline of --task (the operator reads that section
+        into the InferenceModel's status)."""
         models = [
             {
                 "name": loaded.name,
                 "version": loaded.version,
                 "targetDevice": loaded.config.target_device,
                 "executionDevices": list(loaded.execution_devices),
+                "streams": loaded.streams,
+                "inferRequests": loaded.nireq,
+                "optimalInferRequests": loaded.optimal_nireq,
             }
             for loaded in self.registry.loaded_versions()
         ]
-        found: dict[str, Any] = {"devices": self.devices.as_dict(), "models": models}
+        found: dict[str, Any] = {
+            "devices": self.devices.as_dict(),
+            "cpu": None if self.cpu is None else self.cpu.as_dict(),
+            "models": models,
+        }
         if self.generative is not None:
             found["generative"] = self.generative.pipeline_report()
         return web.json_response(found)
@@ -288,6 +297,7 @@ async def serve(
     families: Families = None,
     heap_trim: tuple[HeapTrimmer | None, int] = (None, 0),
     generative: GenerativeSettings | None = None,
+    cpu: CpuAllowance | None = None,
 ) -> int:
     metrics = Metrics()
     for probe in devices.probes:
@@ -300,7 +310,7 @@ async def serve(
         target = generative.target_device or default_target(core)
         service = GenerativeService(generative, registry.compile_target(target), metrics)
     plane = DataPlane(registry, metrics, group, service)
-    server = Server(args, registry, plane, devices, core, families, generative=service)
+    server = Server(args, registry, plane, devices, core, families, generative=service, cpu=cpu)
     server.config_mtime = server._config_mtime()
 
     app = web.Application(client_max_size=args.max_request_bytes, middlewares=[json_errors])
@@ -437,6 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_arguments(argv)
         configure_logging(args, f" [worker {group.index}]" if group is not None else "")
         core = ov.Core()
+        cpu = read_cpu_allowance()
+        log.info("%s", cpu.describe())
+        if cpu.limited:
+            # A Core default: a model's own plugin config (threads or streams) still wins.
+            core.set_property("CPU", {"INFERENCE_NUM_THREADS": cpu.cpus})
         serving = read_configs(args, core)
         families = metrics_families(args, serving.metrics)
         generative = locate_model(settings_from_args(args, cache_dir(args))) if args.task else None
@@ -457,7 +472,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = [config.target_device for config in configs]
     if generative is not None:
         target = generative.target_device or default_target(core)
-        generative = replace(generative, target_device=target)
+        generative = replace(
+            generative, target_device=target, cpu_thread_cap=cpu.cpus if cpu.limited else None
+        )
         try:
             check_for_device(generative, target)
         except UsageError as error:
@@ -486,6 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             families=families,
             heap_trim=heap_trim,
             generative=generative,
+            cpu=cpu,
         )
     )
 

@@ -23,6 +23,11 @@ def _with_dev(dev: Path) -> list[str]:
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(dev)]
 
 
+def _in_cgroup(cgroup: Path) -> list[str]:
+    script = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+    return ["sh", "-c", script, str(cgroup)]
+
+
 WITHOUT_CAPABILITIES = [
     "setpriv",
     "--inh-caps=-all",
@@ -89,11 +94,13 @@ def running_server(
     env: dict[str, str] | None = None,
     unprivileged: bool = False,
     dev: Path | None = None,
+    cgroup: Path | None = None,
 ) -> Iterator[RunningServer]:
     """``unprivileged``: without any capability (as root, so it still reads this venv), so
     file modes bind it as they bind a pod's process. ``dev``: a directory the server sees as
     its ``/dev`` (bind-mounted in a mount namespace of its own, gone with the process), the
-    way a container sees only the device nodes it was given."""
+    way a container sees only the device nodes it was given. ``cgroup``: a cgroup directory the
+    server starts in (its quota binds the server from its first instruction)."""
     rest_port, grpc_port = free_ports(2)
     log_path = tmp_path / f"server-{rest_port}.log"
     command = [
@@ -117,6 +124,7 @@ def running_server(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
+                *(_in_cgroup(cgroup) if cgroup is not None else []),
                 *(_with_dev(dev) if dev is not None else []),
                 *(WITHOUT_CAPABILITIES if unprivileged else []),
                 *command,

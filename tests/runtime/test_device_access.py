@@ -231,6 +231,9 @@ def test_auto_with_cpu_among_its_candidates_serves_and_reports_what_it_chose(
                 "version": 1,
                 "targetDevice": "AUTO:GPU,CPU",
                 "executionDevices": ["CPU"],
+                "streams": 0,  # AUTO does not say how many streams its CPU choice runs
+                "inferRequests": 1,
+                "optimalInferRequests": 1,
             }
         ]
         metadata = httpx.get(f"{server.rest}/v2/models/classifier").json()

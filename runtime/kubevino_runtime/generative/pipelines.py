@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import openvino_genai as genai
 
+from kubevino_runtime.cpulimits import user_chose_cpu_threads
 from kubevino_runtime.generative.encoders import Embedder, Reranker
 from kubevino_runtime.generative.layout import is_gguf
 from kubevino_runtime.generative.settings import (
@@ -62,6 +63,9 @@ def load(settings: GenerativeSettings, device: str) -> Loaded:
     properties = dict(settings.plugin_config)
     if settings.cache_dir:
         properties["CACHE_DIR"] = settings.cache_dir
+    if settings.cpu_thread_cap and device == "CPU" and not user_chose_cpu_threads(properties):
+        # GenAI compiles on a Core of its own: the server's Core default does not reach it.
+        properties["INFERENCE_NUM_THREADS"] = settings.cpu_thread_cap
     path = str(settings.model_path)
     if settings.task is Task.EMBEDDINGS:
         config = _embedding_config(settings.embedding)

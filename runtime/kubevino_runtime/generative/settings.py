@@ -68,6 +68,8 @@ class GenerativeSettings:
     text: TextGenerationSettings
     embedding: EmbeddingSettings
     gguf_filename: str | None = None  # a .gguf file inside model_path, as Model Server's flag
+    # Threads for a CPU pipeline when a CPU quota allows fewer than the cpuset (cpulimits).
+    cpu_thread_cap: int | None = None
 
 
 # The flags that belong to one task, with the attribute argparse stores them under.

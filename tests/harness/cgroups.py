@@ -1,0 +1,63 @@
+"""A throwaway cgroup with a CPU quota, for tests and benches that start a server inside it."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PERIOD_US = 100_000
+
+
+class NoCpuControllerError(RuntimeError):
+    """This machine (or this user) cannot make a cgroup with a CPU quota."""
+
+
+def cpu_hierarchy() -> tuple[Path, str] | None:
+    """Where a cgroup with a CPU quota can be made here: (directory, cgroup version)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, tail = line.partition(" - ")
+        point = Path(fields.split()[4])
+        fstype, _, options = tail.split()[:3]
+        if fstype == "cgroup" and "cpu" in options.split(","):
+            return point, "v1"
+        if fstype == "cgroup2" and "cpu" in (point / "cgroup.controllers").read_text().split():
+            return point, "v2"
+    return None
+
+
+@contextmanager
+def cpu_quota(cpus: float) -> Iterator[Path]:
+    """A new cgroup whose processes share ``cpus`` CPUs of CFS quota; removed afterwards (its
+    processes must have exited by then)."""
+    found = cpu_hierarchy()
+    if os.geteuid() != 0 or found is None:
+        raise NoCpuControllerError("needs root and a cgroup hierarchy with the cpu controller")
+    hierarchy, version = found
+    cgroup = hierarchy / f"kubevino-test-{os.getpid()}-{time.monotonic_ns()}"
+    cgroup.mkdir()
+    try:
+        quota = int(cpus * PERIOD_US)
+        if version == "v1":
+            (cgroup / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+            (cgroup / "cpu.cfs_quota_us").write_text(str(quota))
+        else:
+            (cgroup / "cpu.max").write_text(f"{quota} {PERIOD_US}")
+        yield cgroup
+    finally:
+        _remove(cgroup)
+
+
+def _remove(cgroup: Path) -> None:
+    # The server's process has exited; the kernel lets go of the cgroup a moment later.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            cgroup.rmdir()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
