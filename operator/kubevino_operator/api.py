@@ -708,6 +708,40 @@ class Toleration(ApiModel):
     )
 
 
+class TopologySpread(ApiModel):
+    """A Kubernetes pod topology spread constraint; the label selector defaults to this
+    model's own pods."""
+
+    max_skew: int = Field(
+        default=1, ge=1, description="How unevenly the pods may be spread (default 1)."
+    )
+    topology_key: str = Field(
+        min_length=1,
+        max_length=317,
+        description="The node label whose values are the domains, e.g. kubernetes.io/hostname "
+        "or topology.kubernetes.io/zone.",
+    )
+    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"] = Field(
+        default="ScheduleAnyway",
+        description="DoNotSchedule keeps a pod Pending rather than skew more; ScheduleAnyway "
+        "(default) only prefers the spread.",
+    )
+    label_selector: dict[str, Any] | None = Field(
+        default=None,
+        description="The pods counted (a label selector); default: this model's pods.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    match_label_keys: list[str] | None = Field(
+        default=None,
+        max_length=16,
+        description="Pod label keys whose values narrow the pods counted; default "
+        "pod-template-hash, so a rollout's old pods do not count.",
+    )
+    min_domains: int | None = Field(
+        default=None, ge=1, description="With DoNotSchedule: the fewest domains to spread over."
+    )
+
+
 class ServingSpec(ApiModel):
     """How the model servers run."""
 
@@ -748,6 +782,13 @@ class ServingSpec(ApiModel):
         default=None,
         description="A Kubernetes pod affinity block, used as given.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    topology_spread_constraints: list[TopologySpread] | None = Field(
+        default=None,
+        max_length=8,
+        description="How the pods spread over nodes or zones. Default with several replicas "
+        "(or autoscaling): over nodes (kubernetes.io/hostname), maxSkew 1, ScheduleAnyway. An "
+        "empty list renders none.",
     )
     image: str | None = Field(
         default=None, description="Server image override (default from operator settings)."

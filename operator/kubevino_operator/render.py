@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kubevino_operator.api import SERVER_TASK, InferenceModel, PodSecurityLevel
+from kubevino_operator.api import SERVER_TASK, InferenceModel, PodSecurityLevel, TopologySpread
 from kubevino_operator.discovery import DISCOVERABLE, Inventory, accelerator_label
 from kubevino_operator.inferrequests import plan_infer_requests
 from kubevino_operator.modelsource import (
@@ -37,6 +37,7 @@ from kubevino_operator.settings import Settings
 FIELD_MANAGER = "kubevino"
 INSTANCE_LABEL = "kubevino.io/inference-model"
 CONFIG_HASH_ANNOTATION = "kubevino.io/config-hash"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 DEVICE_PATHS_ENV = "KUBEVINO_DEVICE_PATHS"
 ACCELERATORS_ENV = "KUBEVINO_ACCELERATORS"
 # Both runtimes answer these for generative models too: ready once the pipeline has loaded.
@@ -466,6 +467,9 @@ def _pod_template(
         pod_spec["tolerations"] = [t.wire() for t in serving.tolerations]
     if serving.affinity:
         pod_spec["affinity"] = serving.affinity
+    spread = _topology_spread(model)
+    if spread:
+        pod_spec["topologySpreadConstraints"] = spread
     return {
         "metadata": {
             "labels": labels(model),
@@ -565,6 +569,25 @@ def _autoscaler(model: InferenceModel) -> dict[str, Any] | None:
             ],
         },
     }
+
+
+# Replicas on one node all go when it does: spread them unless the user said otherwise.
+DEFAULT_SPREAD = TopologySpread(topology_key=HOSTNAME_LABEL)
+
+
+def _topology_spread(model: InferenceModel) -> list[dict[str, Any]]:
+    serving = model.spec.serving
+    given = serving.topology_spread_constraints
+    if given is None:
+        several = serving.autoscaling is not None or serving.replicas > 1
+        given = [DEFAULT_SPREAD] if several else []
+    rendered = []
+    for constraint in given:
+        wire = constraint.wire()
+        wire.setdefault("labelSelector", {"matchLabels": selector(model)})
+        wire.setdefault("matchLabelKeys", ["pod-template-hash"])
+        rendered.append(wire)
+    return rendered
 
 
 def _disruption_budget(model: InferenceModel) -> dict[str, Any] | None:

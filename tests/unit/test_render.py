@@ -201,6 +201,51 @@ def test_autoscaling_leaves_the_replica_count_to_the_hpa() -> None:
         _validate(obj)
 
 
+def test_several_replicas_spread_over_nodes_by_default_and_one_replica_does_not() -> None:
+    several = pod_spec(rendered(model(serving={"replicas": 3})))
+    assert several["topologySpreadConstraints"] == [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",  # a one-node cluster still runs them all
+            "labelSelector": {"matchLabels": {"kubevino.io/inference-model": "resnet"}},
+            "matchLabelKeys": ["pod-template-hash"],  # a rollout's old pods do not count
+        }
+    ]
+    autoscaled = model(
+        serving={
+            "autoscaling": {"minReplicas": 2, "maxReplicas": 4},
+            "resources": {"requests": {"cpu": "1"}},
+        }
+    )
+    assert "topologySpreadConstraints" in pod_spec(rendered(autoscaled))
+    assert "topologySpreadConstraints" not in pod_spec(rendered(model()))
+
+
+def test_the_users_spread_replaces_the_default_and_an_empty_list_turns_it_off() -> None:
+    zones = model(
+        serving={
+            "replicas": 4,
+            "topologySpreadConstraints": [
+                {
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "DoNotSchedule",
+                    "minDomains": 2,
+                }
+            ],
+        }
+    )
+    (constraint,) = pod_spec(rendered(zones))["topologySpreadConstraints"]
+    assert constraint["topologyKey"] == "topology.kubernetes.io/zone"
+    assert constraint["whenUnsatisfiable"] == "DoNotSchedule"
+    assert constraint["minDomains"] == 2
+    assert constraint["labelSelector"] == {"matchLabels": {"kubevino.io/inference-model": "resnet"}}
+    for obj in rendered(zones).objects:
+        _validate(obj)
+    off = model(serving={"replicas": 4, "topologySpreadConstraints": []})
+    assert "topologySpreadConstraints" not in pod_spec(rendered(off))
+
+
 def test_accelerator_pods_roll_without_surge_so_a_device_is_never_waited_for() -> None:
     gpu = find(rendered(model(device={"targetDevice": "GPU"})), "Deployment")
     cpu = find(rendered(model()), "Deployment")
