@@ -54,6 +54,7 @@ from kubevino_operator.watched import MANAGED, OwnerCopies, Watched, resource_ve
 log = logging.getLogger(__name__)
 
 OPTIONAL_KINDS = (
+    ("resource.k8s.io/v1", "ResourceClaimTemplate"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"),
 )
@@ -65,6 +66,7 @@ class Context:
     settings: Settings = Settings()
     kube: Kube | None = None
     inventory: tuple[float, Inventory] | None = None  # (read at, what the nodes reported)
+    unserved_kinds: set[tuple[str, str]] = set()  # optional kinds this cluster does not serve
     # Per model: the inventory fingerprint it was last rendered and applied with.
     rendered_with: dict[tuple[str, str], Any] = {}
     # Per model: when its status was last recomputed (time.monotonic()).
@@ -159,9 +161,17 @@ async def _prune(body: kopf.Body, rendered: Rendered) -> None:
     wanted = {(obj["apiVersion"], obj["kind"]) for obj in rendered.objects}
     selector = f"{INSTANCE_LABEL}={body['metadata']['name']}"
     for api_version, kind in OPTIONAL_KINDS:
-        if (api_version, kind) in wanted:
+        if (api_version, kind) in wanted or (api_version, kind) in Context.unserved_kinds:
             continue
-        for item in await kube.list(api_version, kind, body["metadata"]["namespace"], selector):
+        try:
+            items = await kube.list(api_version, kind, body["metadata"]["namespace"], selector)
+        except KubeError as error:
+            if error.status != 404:
+                raise
+            # A cluster without Dynamic Resource Allocation has no ResourceClaimTemplates.
+            Context.unserved_kinds.add((api_version, kind))
+            continue
+        for item in items:
             owners = item["metadata"].get("ownerReferences") or []
             if any(owner.get("uid") == body["metadata"]["uid"] for owner in owners):
                 await kube.delete(

@@ -187,6 +187,15 @@ def _image(
 
 def _check_access(profile: AcceleratorProfile, mode: AccessMode, settings: Settings) -> bool:
     """Whether this profile makes the container privileged in this mode (or refuse)."""
+    if mode == "ResourceClaim":
+        if profile.dra is None:
+            other = "DevicePlugin" if profile.device_plugin is not None else "HostDevices"
+            raise _refuse(
+                "AccessModeUnsupported",
+                f"{profile.name} has no Dynamic Resource Allocation route ({profile.no_dra}); "
+                f"set spec.device.accessMode to {other}",
+            )
+        return False
     if mode == "DevicePlugin":
         if profile.device_plugin is None:
             raise _refuse(
@@ -218,6 +227,15 @@ def _check_access(profile: AcceleratorProfile, mode: AccessMode, settings: Setti
             "true in the operator settings",
         )
     return True
+
+
+def dra_device_class(profile: AcceleratorProfile, settings: Settings) -> str:
+    """The DeviceClass a ResourceClaim-mode pod allocates this profile's devices from."""
+    override = settings.dra_device_classes.get(profile.name)
+    if override:
+        return override
+    assert profile.dra is not None
+    return profile.dra.device_class
 
 
 def device_plugin_resource(profile: AcceleratorProfile, settings: Settings) -> str:
@@ -299,6 +317,9 @@ def _groups(
     inventory: Inventory | None,
 ) -> tuple[int, ...]:
     roles = {role for profile in profiles for role in profile.groups}
+    if (model.spec.device.access_mode or settings.default_access_mode) == "ResourceClaim":
+        # CDI device nodes are handed to the container's own uid/gid: no group to add.
+        roles.discard("render")
     gids: set[int] = set()
     if "usb" in roles:
         gids.add(settings.usb_group_id)
@@ -321,6 +342,12 @@ def resolve(
     else:
         profiles = _named_profiles(target, device.accelerators)
     mode: AccessMode = device.access_mode or settings.default_access_mode
+    if device.resource_claim is not None and mode != "ResourceClaim":
+        raise _refuse(
+            "AccessModeUnsupported",
+            f"spec.device.resourceClaim needs accessMode ResourceClaim, and this model gets "
+            f"{mode} from the operator settings: set spec.device.accessMode: ResourceClaim",
+        )
     privileged = False
     for profile in profiles:
         if profile.needs_device_access():
