@@ -12,7 +12,7 @@ from typing import Literal
 
 from kubevino_common.devices import Target, parse_target
 from kubevino_operator.api import AcceleratorName, AccessMode, InferenceModel
-from kubevino_operator.discovery import DISCOVERABLE, Inventory
+from kubevino_operator.discovery import DISCOVERABLE, DraFacts, Inventory
 from kubevino_operator.profiles import (
     DEFAULT_PROFILE_FOR_FAMILY,
     PROFILES,
@@ -229,6 +229,39 @@ def _check_access(profile: AcceleratorProfile, mode: AccessMode, settings: Setti
     return True
 
 
+def _check_dra(
+    model: InferenceModel,
+    profiles: list[AcceleratorProfile],
+    settings: Settings,
+    facts: DraFacts,
+) -> None:
+    if not any(profile.dra is not None for profile in profiles):
+        return  # nothing to claim (a CPU model)
+    if not facts.served:
+        raise _refuse(
+            "ResourceClaimUnsupported",
+            "this cluster does not serve resource.k8s.io/v1 (Dynamic Resource Allocation, GA "
+            "in Kubernetes 1.34): upgrade the cluster or set spec.device.accessMode to "
+            "DevicePlugin",
+        )
+    asked = model.spec.device.resource_claim
+    if asked is not None and asked.user_managed:
+        return  # the user's claim names its own classes
+    for profile in profiles:
+        if profile.dra is None:
+            continue
+        wanted = (asked.device_class_name if asked else None) or dra_device_class(profile, settings)
+        if wanted not in facts.device_classes:
+            have = ", ".join(sorted(facts.device_classes)) or "none"
+            raise _refuse(
+                "DeviceClassMissing",
+                f"DeviceClass {wanted} for {profile.name} does not exist (the cluster has "
+                f"{have}): install its DRA driver (Intel's GPU driver installs gpu.intel.com), "
+                "or name an existing class in spec.device.resourceClaim.deviceClassName or the "
+                "operator settings' draDeviceClasses",
+            )
+
+
 def dra_device_class(profile: AcceleratorProfile, settings: Settings) -> str:
     """The DeviceClass a ResourceClaim-mode pod allocates this profile's devices from."""
     override = settings.dra_device_classes.get(profile.name)
@@ -352,6 +385,8 @@ def resolve(
     for profile in profiles:
         if profile.needs_device_access():
             privileged = _check_access(profile, mode, settings) or privileged
+    if mode == "ResourceClaim" and inventory is not None and inventory.dra is not None:
+        _check_dra(model, profiles, settings, inventory.dra)
     runtime = _runtime(model, profiles)
     claims = tuple(
         Claim(profile, _device_count(target, profile, device.count)) for profile in profiles

@@ -8,7 +8,9 @@ import kubernetes_validate
 import pydantic
 import pytest
 
-from kubevino_operator.render import claim_template_name
+from kubevino_operator.discovery import DraFacts, Inventory
+from kubevino_operator.render import claim_template_name, render
+from kubevino_operator.resolve import Refusal
 from tests.unit.builders import find, model, pod_spec, refusal, rendered, server, settings
 
 KUBERNETES_VERSION = "1.34.0"
@@ -151,3 +153,24 @@ def test_the_claim_section_needs_the_resource_claim_mode_at_admission() -> None:
                 "resourceClaim": {"minMemory": "4Gi"},
             }
         )
+
+
+def _with_cluster(facts: DraFacts) -> Any:
+    return render(_claim_model(), NO_RENDER_GROUP, Inventory(dra=facts))
+
+
+def test_a_cluster_without_dra_or_without_the_class_refuses_with_the_fix() -> None:
+    old = _with_cluster(DraFacts(served=False))
+    assert isinstance(old, Refusal) and old.reason == "ResourceClaimUnsupported"
+    assert "resource.k8s.io/v1" in old.message
+    missing = _with_cluster(DraFacts(True, frozenset({"gpu-vfio.intel.com"})))
+    assert isinstance(missing, Refusal) and missing.reason == "DeviceClassMissing"
+    assert "the cluster has gpu-vfio.intel.com" in missing.message
+    assert not isinstance(_with_cluster(DraFacts(True, frozenset({"gpu.intel.com"}))), Refusal)
+
+
+def test_the_users_own_claim_is_not_checked_against_the_classes() -> None:
+    theirs = render(
+        _claim_model(claimName="team-gpu"), NO_RENDER_GROUP, Inventory(dra=DraFacts(True))
+    )
+    assert not isinstance(theirs, Refusal)
