@@ -4,6 +4,7 @@ template follows the model."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -20,8 +21,8 @@ NOTICED_WITHIN = 120
 
 
 @pytest.fixture
-def intel_gpu_class(cluster: ControlPlane) -> Iterator[dict[str, object]]:
-    device_class = {
+def intel_gpu_class(cluster: ControlPlane) -> Iterator[dict[str, Any]]:
+    device_class: dict[str, Any] = {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "DeviceClass",
         "metadata": {"name": "gpu.intel.com"},
@@ -35,7 +36,7 @@ def test_a_claim_model_waits_for_its_device_class_then_gets_its_claim_template(
     cluster: ControlPlane,
     operator: OperatorProcess,
     namespace: str,
-    intel_gpu_class: dict[str, object],
+    intel_gpu_class: dict[str, Any],
 ) -> None:
     device = {"targetDevice": "GPU", "accessMode": "ResourceClaim"}
     apply(cluster, model_manifest("arc", namespace, device=device))
