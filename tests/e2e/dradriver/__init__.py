@@ -1,6 +1,6 @@
 """A test DRA driver for the kubelet (resource.k8s.io/v1, kubelet DRA gRPC v1, grpcio).
 
-    python -m tests.e2e.dradriver DRIVER NODE KUBELET_ROOT CDI_DIR DEVICE=CONTAINER_PATH=HOST_PATH ...
+    python -m tests.e2e.dradriver DRIVER NODE KUBELET_ROOT CDI_DIR NAME=CONTAINER_PATH=HOST_PATH ...
 
 Registers with the kubelet through its plugin registry (type DRAPlugin, service v1.DRAPlugin),
 writes one static CDI spec naming each fake device node, and answers NodePrepareResources with
