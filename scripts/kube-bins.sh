@@ -12,12 +12,14 @@ kube_version=${KUBEVINO_KUBE_VERSION:-$KUBE_VERSION}
 etcd_version=${KUBEVINO_ETCD_VERSION:-$ETCD_VERSION}
 helm_version=${KUBEVINO_HELM_VERSION:-$HELM_VERSION}
 minio_version=${KUBEVINO_MINIO_VERSION:-$MINIO_VERSION}
+containerd_version=${KUBEVINO_CONTAINERD_VERSION:-$CONTAINERD_VERSION}
 cache=${KUBEVINO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubevino}
 components=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 kube_dir="$cache/kubernetes-$kube_version"
 etcd_dir="$cache/etcd-$etcd_version"
 helm_dir="$cache/helm-$helm_version"
 minio_dir="$cache/minio-$minio_version"
+containerd_dir="$cache/containerd-$containerd_version"
 
 log() { echo "kube-bins: $*" >&2; }
 
@@ -94,6 +96,20 @@ go_install() {
 
 complete() { for c in "$@"; do [[ -x "$c" ]] || return 1; done; }
 
+# containerd 2 (the node tier's runtime: CDI for DRA, image volumes) with its shim and ctr.
+# Not linked into bin-*: the node puts this directory first in containerd's PATH, so the
+# shim it starts is this version's, never a distribution's older one.
+build_containerd() {
+  log "building containerd $containerd_version"
+  mkdir -p "$containerd_dir.partial"
+  local module=github.com/containerd/containerd/v2/cmd
+  GOBIN="$containerd_dir.partial" go install -trimpath -tags no_btrfs -ldflags "-s -w \
+    -X github.com/containerd/containerd/v2/version.Version=$containerd_version" \
+    "$module/containerd@$containerd_version" "$module/containerd-shim-runc-v2@$containerd_version" \
+    "$module/ctr@$containerd_version"
+  rm -rf "$containerd_dir"; mv "$containerd_dir.partial" "$containerd_dir"
+}
+
 # Two test runs at once (or a test and a developer) would build into the same .partial
 # directories: the second waits for the first and then finds the binaries built.
 mkdir -p "$cache"
@@ -105,6 +121,8 @@ complete "${kube_paths[@]}" || build_kubernetes
 complete "$etcd_dir/etcd" || build_etcd
 complete "$helm_dir/helm" || go_install "$helm_dir" "helm.sh/helm/v3/cmd/helm@$helm_version"
 complete "$minio_dir/minio" || go_install "$minio_dir" "github.com/minio/minio@$minio_version"
+complete "$containerd_dir/containerd" "$containerd_dir/containerd-shim-runc-v2" "$containerd_dir/ctr" \
+  || build_containerd
 mkdir -p "$cache/bin-$kube_version"
 for path in "${kube_paths[@]}" "$etcd_dir/etcd" "$helm_dir/helm" "$minio_dir/minio"; do ln -sf "$path" "$cache/bin-$kube_version/"; done
 echo "$cache/bin-$kube_version"

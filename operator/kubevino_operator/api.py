@@ -26,7 +26,7 @@ SHORT_NAMES = ("im", "ovm")
 AcceleratorName = Literal[
     "cpu", "intel-gpu", "intel-gpu-wsl2", "intel-npu", "ncs2", "hddl", "nvidia"
 ]
-AccessMode = Literal["DevicePlugin", "HostDevices"]
+AccessMode = Literal["DevicePlugin", "HostDevices", "ResourceClaim"]
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 RuntimeChoice = Literal["Auto", "Kubevino", "ModelServer"]
 # What the model files are, and so which API serves them: Tensor models answer KServe v2 and
@@ -353,8 +353,71 @@ class ModelSpec(ApiModel):
 # --- device -----------------------------------------------------------------------------------
 
 
+class DeviceClaimSpec(ApiModel):
+    """How a ResourceClaim-mode pod asks Dynamic Resource Allocation for its devices: a claim
+    template the operator renders (narrowed by these fields), or a claim the user manages."""
+
+    cel_rules = (
+        Rule(
+            cel="!(has(self.claimName) && has(self.claimTemplateName))",
+            message="name claimName or claimTemplateName, not both",
+            holds=lambda c: c.claim_name is None or c.claim_template_name is None,
+        ),
+        Rule(
+            cel="!(has(self.claimName) || has(self.claimTemplateName)) || !(has("
+            "self.deviceClassName) || has(self.selectors) || has(self.minMemory))",
+            message="a claim you manage (claimName, claimTemplateName) carries its own device "
+            "class and selectors: drop deviceClassName, selectors and minMemory",
+            holds=lambda c: (
+                (c.claim_name is None and c.claim_template_name is None)
+                or (c.device_class_name is None and c.selectors is None and c.min_memory is None)
+            ),
+        ),
+    )
+
+    device_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The DeviceClass to allocate from; default the accelerator profile's "
+        "(gpu.intel.com for intel-gpu), renamable in the operator settings.",
+    )
+    selectors: list[str] | None = Field(
+        default=None,
+        max_length=8,
+        description="CEL expressions a device must satisfy, over its driver's attributes and "
+        'capacity, e.g. device.attributes["gpu.intel.com"].family == "Arc".',
+    )
+    min_memory: Quantity | None = Field(
+        default=None,
+        description="The least device memory (the driver's memory capacity) a device needs.",
+    )
+    claim_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="An existing ResourceClaim you manage, shared by every pod of the model.",
+    )
+    claim_template_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="An existing ResourceClaimTemplate you manage: one claim per pod from it.",
+    )
+
+    @property
+    def user_managed(self) -> bool:
+        return self.claim_name is not None or self.claim_template_name is not None
+
+
 class DeviceSpec(ApiModel):
     """Which OpenVINO device runs the model, and how the pod reaches it."""
+
+    cel_rules = (
+        Rule(
+            cel="!has(self.resourceClaim) || !has(self.accessMode) || "
+            "self.accessMode == 'ResourceClaim'",
+            message="resourceClaim needs accessMode ResourceClaim",
+            holds=lambda d: d.resource_claim is None or d.access_mode in (None, "ResourceClaim"),
+        ),
+    )
 
     target_device: TargetDevice = Field(
         default="CPU",
@@ -373,7 +436,12 @@ class DeviceSpec(ApiModel):
         default=None,
         description="DevicePlugin: request the device plugin's extended resource "
         "(unprivileged). HostDevices: mount the node's device nodes (needs a privileged "
-        "container, which the operator settings must allow). Default from operator settings.",
+        "container, which the operator settings must allow). ResourceClaim: Dynamic Resource "
+        "Allocation (resource.k8s.io/v1) through the accelerator's DRA driver (unprivileged, "
+        "no render group). Default from operator settings.",
+    )
+    resource_claim: DeviceClaimSpec | None = Field(
+        default=None, description="What a ResourceClaim-mode pod asks for."
     )
     accelerators: list[AcceleratorName] | None = Field(
         default=None,

@@ -191,10 +191,20 @@ class DiscoveredNode:
 
 
 @dataclass(frozen=True)
+class DraFacts:
+    """What the cluster offers Dynamic Resource Allocation."""
+
+    served: bool  # the API server serves resource.k8s.io/v1
+    device_classes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Inventory:
-    """The nodes the agent has reported on (an empty inventory: the agent runs nowhere yet)."""
+    """The nodes the agent has reported on (an empty inventory: the agent runs nowhere yet),
+    and the cluster's DRA facts when a model asked for ResourceClaim mode (None: not read)."""
 
     nodes: tuple[DiscoveredNode, ...] = ()
+    dra: DraFacts | None = None
 
     @classmethod
     def from_nodes(cls, nodes: Iterable[Mapping[str, Any]]) -> Inventory:
@@ -219,5 +229,7 @@ class Inventory:
             and all(node.labels.get(key) == value for key, value in selector.items())
         )
 
-    def fingerprint(self) -> tuple[tuple[str, frozenset[str], frozenset[int]], ...]:
-        return tuple((n.name, frozenset(n.accelerators), n.render_gids) for n in self.nodes)
+    def fingerprint(self) -> tuple[object, ...]:
+        """What renders depend on: a change re-renders the models."""
+        nodes = tuple((n.name, frozenset(n.accelerators), n.render_gids) for n in self.nodes)
+        return (nodes, self.dra)

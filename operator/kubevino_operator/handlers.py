@@ -30,7 +30,7 @@ from kubevino_operator import api
 from kubevino_operator.api import InferenceModel
 from kubevino_operator.cli import describe_validation_error
 from kubevino_operator.coalesce import Coalescer
-from kubevino_operator.discovery import DISCOVERED_LABEL, Inventory
+from kubevino_operator.discovery import DISCOVERED_LABEL, DraFacts, Inventory
 from kubevino_operator.drift import already_applied
 from kubevino_operator.kube import Kube, KubeError, load_api_client, timestamp
 from kubevino_operator.modelsource import is_fetched
@@ -56,6 +56,7 @@ from kubevino_operator.watched import MANAGED, OwnerCopies, Watched, resource_ve
 log = logging.getLogger(__name__)
 
 OPTIONAL_KINDS = (
+    ("resource.k8s.io/v1", "ResourceClaimTemplate"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"),
 )
@@ -67,6 +68,8 @@ class Context:
     settings: Settings = Settings()
     kube: Kube | None = None
     inventory: tuple[float, Inventory] | None = None  # (read at, what the nodes reported)
+    unserved_kinds: set[tuple[str, str]] = set()  # optional kinds this cluster does not serve
+    dra_wanted = False  # a model asked for ResourceClaim mode: DRA facts are read from now on
     # Per model: the inventory fingerprint it was last rendered and applied with.
     rendered_with: dict[tuple[str, str], Any] = {}
     # Per model: when its status was last recomputed (time.monotonic()).
@@ -86,17 +89,44 @@ RECHECK_SECONDS = 45
 INVENTORY_MAX_AGE_SECONDS = 15
 
 
-async def _inventory() -> Inventory | None:
-    """The nodes' discovery reports (read at most every few seconds), when discovery is on."""
-    if not Context.settings.node_discovery:
+async def _inventory(model: InferenceModel | str | None = None) -> Inventory | None:
+    """What renders read from the cluster, at most every few seconds: the nodes' discovery
+    reports when discovery is on, and the DRA facts once any model (``model`` is the one about
+    to render) asked for ResourceClaim mode. None when neither is wanted."""
+    settings = Context.settings
+    if isinstance(model, InferenceModel):
+        mode = model.spec.device.access_mode or settings.default_access_mode
+        Context.dra_wanted = Context.dra_wanted or mode == "ResourceClaim"
+    if not (settings.node_discovery or Context.dra_wanted):
         return None
     now = time.monotonic()
     cached = Context.inventory
-    if cached is None or now - cached[0] > INVENTORY_MAX_AGE_SECONDS:
-        nodes = await Context.client().list("v1", "Node", "", f"{DISCOVERED_LABEL}=true")
-        Context.inventory = (now, Inventory.from_nodes(nodes))
+    stale = cached is None or now - cached[0] > INVENTORY_MAX_AGE_SECONDS
+    if cached is not None and Context.dra_wanted and cached[1].dra is None:
+        stale = True
+    if cached is None or stale:
+        kube = Context.client()
+        nodes = (
+            Inventory.from_nodes(
+                await kube.list("v1", "Node", "", f"{DISCOVERED_LABEL}=true")
+            ).nodes
+            if settings.node_discovery
+            else ()
+        )
+        dra = await _dra_facts(kube) if Context.dra_wanted else None
+        Context.inventory = (now, Inventory(nodes, dra))
         return Context.inventory[1]
     return cached[1]
+
+
+async def _dra_facts(kube: Kube) -> DraFacts:
+    try:
+        classes = await kube.list("resource.k8s.io/v1", "DeviceClass", "")
+    except KubeError as error:
+        if error.status != 404:
+            raise
+        return DraFacts(served=False)
+    return DraFacts(True, frozenset(item["metadata"]["name"] for item in classes))
 
 
 @kopf.on.startup()
@@ -162,9 +192,17 @@ async def _prune(body: kopf.Body, rendered: Rendered) -> None:
     wanted = {(obj["apiVersion"], obj["kind"]) for obj in rendered.objects}
     selector = f"{INSTANCE_LABEL}={body['metadata']['name']}"
     for api_version, kind in OPTIONAL_KINDS:
-        if (api_version, kind) in wanted:
+        if (api_version, kind) in wanted or (api_version, kind) in Context.unserved_kinds:
             continue
-        for item in await kube.list(api_version, kind, body["metadata"]["namespace"], selector):
+        try:
+            items = await kube.list(api_version, kind, body["metadata"]["namespace"], selector)
+        except KubeError as error:
+            if error.status != 404:
+                raise
+            # A cluster without Dynamic Resource Allocation has no ResourceClaimTemplates.
+            Context.unserved_kinds.add((api_version, kind))
+            continue
+        for item in items:
             owners = item["metadata"].get("ownerReferences") or []
             if any(owner.get("uid") == body["metadata"]["uid"] for owner in owners):
                 await kube.delete(
@@ -292,7 +330,9 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
     previous: dict[str, Any] = owner.get("status") or {}
     parsed = _parse(owner)
     rendered = (
-        None if isinstance(parsed, str) else render(parsed, Context.settings, await _inventory())
+        None
+        if isinstance(parsed, str)
+        else render(parsed, Context.settings, await _inventory(parsed))
     )
     if not isinstance(rendered, Rendered):
         deployment = None
@@ -403,7 +443,7 @@ async def _reconcile(body: kopf.Body, *, compare_first: bool, prune: bool) -> No
     # status write per reconcile, not one per event.
     async with _refreshes.held((namespace, name)):
         if not isinstance(parsed, str):
-            inventory = await _inventory()
+            inventory = await _inventory(parsed)
             rendered = render(parsed, Context.settings, inventory)
             if inventory is not None:
                 Context.rendered_with[(namespace, name)] = inventory.fingerprint()

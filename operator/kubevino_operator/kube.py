@@ -25,6 +25,9 @@ PLURALS: dict[tuple[str, str], str] = {
     ("apps/v1", "Deployment"): "deployments",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("resource.k8s.io/v1", "ResourceClaimTemplate"): "resourceclaimtemplates",
+    ("resource.k8s.io/v1", "ResourceClaim"): "resourceclaims",
+    ("resource.k8s.io/v1", "DeviceClass"): "deviceclasses",
     (API_VERSION, KIND): PLURAL,
 }
 

@@ -77,12 +77,23 @@ class HostDeviceAccess:
 
 
 @dataclass(frozen=True)
+class DraAccess:
+    """Dynamic Resource Allocation through a driver's DeviceClass."""
+
+    device_class: str  # the DeviceClass its driver installs
+    driver: str  # the driver's name: the domain of its attributes and capacities in CEL
+
+
+@dataclass(frozen=True)
 class AcceleratorProfile:
     name: AcceleratorName
     families: tuple[str, ...]  # OpenVINO device families it serves
     recipe: str  # the docker recipe it implements, in one line
     device_plugin: DevicePluginAccess | None
     host_devices: HostDeviceAccess | None
+    dra: DraAccess | None = None
+    # Why there is no DRA route, for the refusal (when ``dra`` is None).
+    no_dra: str = "no DRA driver is known for it"
     groups: tuple[GroupRole, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     image_variant: ImageVariant = "cpu"
@@ -101,13 +112,18 @@ class AcceleratorProfile:
     )
 
     def needs_device_access(self) -> bool:
-        return self.device_plugin is not None or self.host_devices is not None
+        return (
+            self.device_plugin is not None or self.host_devices is not None or self.dra is not None
+        )
 
 
 _WSL_LIBRARIES = HostVolume("wsl-libraries", "wsl_library_path", read_only=True)
 _HDDL_SOCKETS = HostVolume("hddl-sockets", "hddl_socket_dir", read_only=False)
 _RESTRICTED_OR_PRIVILEGED: Mapping[AccessMode, PodSecurityLevel] = MappingProxyType(
     {"DevicePlugin": "restricted", "HostDevices": "privileged"}
+)
+_ANY_MODE: Mapping[AccessMode, PodSecurityLevel] = MappingProxyType(
+    {**_RESTRICTED_OR_PRIVILEGED, "ResourceClaim": "restricted"}
 )
 
 PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
@@ -120,7 +136,11 @@ PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
             device_plugin=None,
             host_devices=None,
             pod_security=MappingProxyType(
-                {"DevicePlugin": "restricted", "HostDevices": "restricted"}
+                {
+                    "DevicePlugin": "restricted",
+                    "HostDevices": "restricted",
+                    "ResourceClaim": "restricted",
+                }
             ),
         ),
         # Recipe "Intel GPU": --device=/dev/dri, --group-add=<render GID>, -u uid:gid, the -gpu
@@ -135,10 +155,14 @@ PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
                 devices=(HostDevice("dri", "Directory"),),
                 cgroup_rules=(CgroupRule("c", 226, None),),
             ),
+            # Intel's resource driver (intel-resource-drivers-for-kubernetes) hands the nodes
+            # over as CDI devices; containerd gives them the container's uid/gid, so the render
+            # group is not needed in this mode (observed on the node tier).
+            dra=DraAccess(device_class="gpu.intel.com", driver="gpu.intel.com"),
             groups=("render",),
             image_variant="gpu",
             node_selector=MappingProxyType({"intel.feature.node.kubernetes.io/gpu": "true"}),
-            pod_security=_RESTRICTED_OR_PRIVILEGED,
+            pod_security=_ANY_MODE,
         ),
         # Recipe "GPU on WSL2": --device=/dev/dxg, -v /usr/lib/wsl:/usr/lib/wsl, render group.
         # /dev/dxg is a misc device (char major 10, dynamic minor). Intel's GPU plugin in WSL
@@ -147,6 +171,7 @@ PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
             name="intel-gpu-wsl2",
             families=("GPU",),
             driver="WSL2's dxgkrnl driver and the Windows GPU driver",
+            no_dra="Intel's GPU DRA driver drives i915/xe devices, not WSL2's /dev/dxg",
             recipe="--device=/dev/dxg --volume /usr/lib/wsl:/usr/lib/wsl --group-add=<render>",
             device_plugin=DevicePluginAccess(resource="gpu.intel.com/i915"),
             host_devices=HostDeviceAccess(
@@ -168,6 +193,8 @@ PROFILES: Mapping[AcceleratorName, AcceleratorProfile] = MappingProxyType(
             driver="the intel_vpu kernel driver (Linux 6.3 or later)",
             recipe="--device=/dev/accel --group-add=<render GID> (GPU recipe shape)",
             device_plugin=DevicePluginAccess(resource="npu.intel.com/accel"),
+            no_dra="Intel ships no DRA driver for NPUs (its resource drivers only write NPU CDI "
+            "specs)",
             host_devices=HostDeviceAccess(
                 devices=(HostDevice("accel", "Directory"),),
                 cgroup_rules=(CgroupRule("c", 261, None),),

@@ -64,6 +64,20 @@ RULES: tuple[Rule, ...] = (
         "apply the PodDisruptionBudget for multi-replica models, delete it when not needed",
     ),
     Rule(
+        "resource.k8s.io",
+        ("resourceclaimtemplates",),
+        ("get", "list", "create", "patch", "delete"),
+        "apply the ResourceClaimTemplate of a ResourceClaim-mode model, delete it when the "
+        "model leaves that mode",
+    ),
+    Rule(
+        "resource.k8s.io",
+        ("resourceclaims", "deviceclasses"),
+        ("get", "list"),
+        "read which devices a model's claims were allocated (status) and whether the "
+        "DeviceClass a model asks for exists",
+    ),
+    Rule(
         "",
         ("pods",),
         ("list", "watch"),

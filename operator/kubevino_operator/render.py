@@ -30,6 +30,7 @@ from kubevino_operator.resolve import (
     RefusedError,
     Resolution,
     device_plugin_resource,
+    dra_device_class,
     resolve,
 )
 from kubevino_operator.settings import Settings
@@ -224,11 +225,75 @@ def _resources(model: InferenceModel, resolution: Resolution, settings: Settings
             limits[resource] = claim.count
             requests[resource] = claim.count
     result: dict[str, Any] = {}
+    if _claims_devices(resolution):
+        result["claims"] = [{"name": DEVICE_CLAIM}]
     if limits:
         result["limits"] = dict(sorted(limits.items()))
     if requests:
         result["requests"] = dict(sorted(requests.items()))
     return result
+
+
+# --- Dynamic Resource Allocation ---------------------------------------------------------------
+
+# The pod's name for its device claim (container resources.claims refer to it).
+DEVICE_CLAIM = "devices"
+
+
+def _claims_devices(resolution: Resolution) -> bool:
+    return resolution.access_mode == "ResourceClaim" and bool(resolution.device_claims)
+
+
+def claim_template_name(model: InferenceModel) -> str:
+    return f"{model.metadata.name}-devices"
+
+
+def _pod_resource_claim(model: InferenceModel) -> dict[str, str]:
+    asked = model.spec.device.resource_claim
+    if asked is not None and asked.claim_name is not None:
+        return {"name": DEVICE_CLAIM, "resourceClaimName": asked.claim_name}
+    if asked is not None and asked.claim_template_name is not None:
+        return {"name": DEVICE_CLAIM, "resourceClaimTemplateName": asked.claim_template_name}
+    return {"name": DEVICE_CLAIM, "resourceClaimTemplateName": claim_template_name(model)}
+
+
+def _device_request(
+    model: InferenceModel, profile: AcceleratorProfile, count: int, settings: Settings
+) -> dict[str, Any]:
+    """One request per accelerator, named after it: "exactly" count devices of its class."""
+    assert profile.dra is not None
+    asked = model.spec.device.resource_claim
+    expressions = list(asked.selectors or []) if asked else []
+    if asked is not None and asked.min_memory is not None:
+        capacity = f'device.capacity["{profile.dra.driver}"].memory'
+        expressions.append(f'{capacity}.compareTo(quantity("{asked.min_memory}")) >= 0')
+    exactly: dict[str, Any] = {
+        "deviceClassName": (asked.device_class_name if asked else None)
+        or dra_device_class(profile, settings),
+        "allocationMode": "ExactCount",
+        "count": count,
+    }
+    if expressions:
+        exactly["selectors"] = [{"cel": {"expression": text}} for text in expressions]
+    return {"name": profile.name, "exactly": exactly}
+
+
+def _claim_template(
+    model: InferenceModel, resolution: Resolution, settings: Settings
+) -> dict[str, Any] | None:
+    asked = model.spec.device.resource_claim
+    if not _claims_devices(resolution) or (asked is not None and asked.user_managed):
+        return None
+    requests = [
+        _device_request(model, claim.profile, claim.count, settings)
+        for claim in resolution.device_claims
+    ]
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": _meta(model, claim_template_name(model)),
+        "spec": {"spec": {"devices": {"requests": requests}}},
+    }
 
 
 def _node_selector(
@@ -459,6 +524,8 @@ def _pod_template(
     }
     if delivery.init_containers:
         pod_spec["initContainers"] = delivery.init_containers
+    if _claims_devices(resolution):
+        pod_spec["resourceClaims"] = [_pod_resource_claim(model)]
     node_selector = _node_selector(model, resolution, settings)
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
@@ -626,7 +693,11 @@ def render(
         json.dumps(config_map.get("data", {}), sort_keys=True).encode()
     ).hexdigest()[:16]
     deployment = _deployment(model, resolution, settings, config_hash)
-    optional = [_autoscaler(model), _disruption_budget(model)]
+    optional = [
+        _claim_template(model, resolution, settings),
+        _autoscaler(model),
+        _disruption_budget(model),
+    ]
     objects = (
         config_map,
         deployment,

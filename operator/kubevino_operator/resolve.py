@@ -12,7 +12,7 @@ from typing import Literal
 
 from kubevino_common.devices import Target, parse_target
 from kubevino_operator.api import AcceleratorName, AccessMode, InferenceModel
-from kubevino_operator.discovery import DISCOVERABLE, Inventory
+from kubevino_operator.discovery import DISCOVERABLE, DraFacts, Inventory
 from kubevino_operator.profiles import (
     DEFAULT_PROFILE_FOR_FAMILY,
     PROFILES,
@@ -187,6 +187,15 @@ def _image(
 
 def _check_access(profile: AcceleratorProfile, mode: AccessMode, settings: Settings) -> bool:
     """Whether this profile makes the container privileged in this mode (or refuse)."""
+    if mode == "ResourceClaim":
+        if profile.dra is None:
+            other = "DevicePlugin" if profile.device_plugin is not None else "HostDevices"
+            raise _refuse(
+                "AccessModeUnsupported",
+                f"{profile.name} has no Dynamic Resource Allocation route ({profile.no_dra}); "
+                f"set spec.device.accessMode to {other}",
+            )
+        return False
     if mode == "DevicePlugin":
         if profile.device_plugin is None:
             raise _refuse(
@@ -218,6 +227,48 @@ def _check_access(profile: AcceleratorProfile, mode: AccessMode, settings: Setti
             "true in the operator settings",
         )
     return True
+
+
+def _check_dra(
+    model: InferenceModel,
+    profiles: list[AcceleratorProfile],
+    settings: Settings,
+    facts: DraFacts,
+) -> None:
+    if not any(profile.dra is not None for profile in profiles):
+        return  # nothing to claim (a CPU model)
+    if not facts.served:
+        raise _refuse(
+            "ResourceClaimUnsupported",
+            "this cluster does not serve resource.k8s.io/v1 (Dynamic Resource Allocation, GA "
+            "in Kubernetes 1.34): upgrade the cluster or set spec.device.accessMode to "
+            "DevicePlugin",
+        )
+    asked = model.spec.device.resource_claim
+    if asked is not None and asked.user_managed:
+        return  # the user's claim names its own classes
+    for profile in profiles:
+        if profile.dra is None:
+            continue
+        wanted = (asked.device_class_name if asked else None) or dra_device_class(profile, settings)
+        if wanted not in facts.device_classes:
+            have = ", ".join(sorted(facts.device_classes)) or "none"
+            raise _refuse(
+                "DeviceClassMissing",
+                f"DeviceClass {wanted} for {profile.name} does not exist (the cluster has "
+                f"{have}): install its DRA driver (Intel's GPU driver installs gpu.intel.com), "
+                "or name an existing class in spec.device.resourceClaim.deviceClassName or the "
+                "operator settings' draDeviceClasses",
+            )
+
+
+def dra_device_class(profile: AcceleratorProfile, settings: Settings) -> str:
+    """The DeviceClass a ResourceClaim-mode pod allocates this profile's devices from."""
+    override = settings.dra_device_classes.get(profile.name)
+    if override:
+        return override
+    assert profile.dra is not None
+    return profile.dra.device_class
 
 
 def device_plugin_resource(profile: AcceleratorProfile, settings: Settings) -> str:
@@ -299,6 +350,9 @@ def _groups(
     inventory: Inventory | None,
 ) -> tuple[int, ...]:
     roles = {role for profile in profiles for role in profile.groups}
+    if (model.spec.device.access_mode or settings.default_access_mode) == "ResourceClaim":
+        # CDI device nodes are handed to the container's own uid/gid: no group to add.
+        roles.discard("render")
     gids: set[int] = set()
     if "usb" in roles:
         gids.add(settings.usb_group_id)
@@ -321,10 +375,18 @@ def resolve(
     else:
         profiles = _named_profiles(target, device.accelerators)
     mode: AccessMode = device.access_mode or settings.default_access_mode
+    if device.resource_claim is not None and mode != "ResourceClaim":
+        raise _refuse(
+            "AccessModeUnsupported",
+            f"spec.device.resourceClaim needs accessMode ResourceClaim, and this model gets "
+            f"{mode} from the operator settings: set spec.device.accessMode: ResourceClaim",
+        )
     privileged = False
     for profile in profiles:
         if profile.needs_device_access():
             privileged = _check_access(profile, mode, settings) or privileged
+    if mode == "ResourceClaim" and inventory is not None and inventory.dra is not None:
+        _check_dra(model, profiles, settings, inventory.dra)
     runtime = _runtime(model, profiles)
     claims = tuple(
         Claim(profile, _device_count(target, profile, device.count)) for profile in profiles

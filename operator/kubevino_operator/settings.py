@@ -115,6 +115,11 @@ class Settings(ApiModel):
         description="Override a profile's extended resource name (e.g. intel-gpu: "
         "gpu.intel.com/xe for the xe driver).",
     )
+    dra_device_classes: dict[AcceleratorName, str] = Field(
+        default_factory=dict,
+        description="Override a profile's DeviceClass for ResourceClaim mode (e.g. intel-gpu: "
+        "a class your cluster defines over Intel's driver).",
+    )
     node_selectors: dict[AcceleratorName, dict[str, str]] = Field(
         default_factory=dict,
         description="Override the node labels a profile's HostDevices pods require "

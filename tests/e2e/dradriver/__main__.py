@@ -1,0 +1,3 @@
+from tests.e2e.dradriver import main
+
+main()
