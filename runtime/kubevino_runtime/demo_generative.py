@@ -3,6 +3,9 @@
 * ``write_llama_gguf``: a Llama-architecture GGUF file with random F16 weights and a byte-level
   GPT-2 style tokenizer in its metadata (with a chat template), which openvino-genai reads as
   it reads any GGUF model.
+* ``write_llama_ir``: the same model as an OpenVINO GenAI model directory (``openvino_model``,
+  ``openvino_tokenizer`` and ``openvino_detokenizer``), the IR openvino-genai converts the GGUF
+  into.
 * ``write_embedding_model`` / ``write_rerank_model``: OpenVINO IR directories in the layout
   ``optimum-cli export openvino`` writes (``openvino_model.xml`` next to
   ``openvino_tokenizer.xml``), the network made with OpenVINO's opset API and the tokenizer
@@ -146,6 +149,19 @@ def write_llama_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_llama_ir(directory: Path, *, seed: int = 7) -> Path:
+    """The tiny Llama as the model directory openvino-genai converts its GGUF into (its
+    ``enable_save_ov_model``), without the GGUF. The saved weights are FP16-compressed, so
+    greedy answers match the GGUF's on short prompts only: compare with GenAI on this
+    directory."""
+    import openvino_genai as genai
+
+    gguf = write_llama_gguf(directory, seed=seed)
+    genai.LLMPipeline(str(gguf), "CPU", enable_save_ov_model=True)
+    gguf.unlink()
+    return directory
 
 
 # --- encoders: embeddings and rerank ------------------------------------------------------------

@@ -5,11 +5,22 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from tests.harness.controlplane import REPO
+from tests.harness.ports import free_ports
 
 TARGETS = ("operator", "runtime", "runtime-gpu")
+LOCKED_DOWN = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+# Containers that need no network get none: no host bridge, no host firewall rules.
+ISOLATED = [*LOCKED_DOWN, "--network", "none"]
 
 
 def podman_environment() -> dict[str, str]:
@@ -64,3 +75,55 @@ def built_images_saved(targets: tuple[str, ...]) -> tuple[dict[str, str], dict[s
             partial.rename(archive)
         archives[target] = archive
     return {target: tags[target] for target in targets}, archives
+
+
+@dataclass(frozen=True)
+class ServingContainer:
+    name: str
+    rest: str  # http://127.0.0.1:PORT, the image's REST port 8000
+    grpc: str  # 127.0.0.1:PORT, the image's gRPC port 9000
+
+
+@contextmanager
+def serving_container(
+    image: str, models: Path, args: list[str], ready_within: float = 120
+) -> Iterator[ServingContainer]:
+    """A model-server image serving from ``models`` (mounted read-only at /models) on its
+    default ports (what its health check probes), locked down as a cluster runs it and
+    published on loopback only; ready (``/v2/health/ready``) before it is yielded."""
+    rest_port, grpc_port = free_ports(2)
+    name = f"kubevino-test-{uuid.uuid4().hex[:8]}"
+    podman(
+        "run",
+        "--detach",
+        "--name",
+        name,
+        *LOCKED_DOWN,
+        # slirp4netns: published ports without a host bridge or host firewall rules.
+        "--network",
+        "slirp4netns:port_handler=slirp4netns",
+        "--publish",
+        f"127.0.0.1:{rest_port}:8000",
+        "--publish",
+        f"127.0.0.1:{grpc_port}:9000",
+        "--volume",
+        f"{models}:/models:ro",
+        image,
+        *args,
+    )
+    rest = f"http://127.0.0.1:{rest_port}"
+    try:
+        deadline = time.monotonic() + ready_within
+        while True:
+            try:
+                if httpx.get(f"{rest}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                logs = podman("logs", name, check=False)
+                raise AssertionError(f"{image} not ready:\n{logs.stdout}{logs.stderr}")
+            time.sleep(0.5)
+        yield ServingContainer(name, rest, f"127.0.0.1:{grpc_port}")
+    finally:
+        podman("rm", "--force", "--time", "10", name, check=False)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,14 +19,9 @@ import tritonclient.http as triton_http
 
 from kubevino_runtime.demo_model import sample_input, write_model
 from tests.harness.controlplane import REPO
-from tests.harness.images import TARGETS, podman
-from tests.harness.ports import free_ports
+from tests.harness.images import ISOLATED, TARGETS, podman, serving_container
 
 pytestmark = pytest.mark.images
-
-LOCKED_DOWN = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
-# Containers that need no network get none: no host bridge, no host firewall rules.
-ISOLATED = [*LOCKED_DOWN, "--network", "none"]
 
 
 @pytest.fixture(scope="module")
@@ -41,47 +34,10 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(images: dict[str, str], model_root: Path) -> Iterator[tuple[str, str, str]]:
-    """The runtime image serving the bundled model on its default ports (what its health
-    check probes), published on loopback only; yields (REST URL, gRPC address, name)."""
-    rest_port, grpc_port = free_ports(2)
-    name = f"kubevino-test-{uuid.uuid4().hex[:8]}"
-    podman(
-        "run",
-        "--detach",
-        "--name",
-        name,
-        *LOCKED_DOWN,
-        # slirp4netns: published ports without a host bridge or host firewall rules.
-        "--network",
-        "slirp4netns:port_handler=slirp4netns",
-        "--publish",
-        f"127.0.0.1:{rest_port}:8000",
-        "--publish",
-        f"127.0.0.1:{grpc_port}:9000",
-        "--volume",
-        f"{model_root}:/models:ro",
-        images["runtime"],
-        "--model_name",
-        "classifier",
-        "--model_path",
-        "/models/classifier",
-    )
-    rest = f"http://127.0.0.1:{rest_port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{rest}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                logs = podman("logs", name, check=False)
-                raise AssertionError(f"runtime image not ready:\n{logs.stdout}{logs.stderr}")
-            time.sleep(0.5)
-        yield rest, f"127.0.0.1:{grpc_port}", name
-    finally:
-        podman("rm", "--force", "--time", "10", name, check=False)
+    """The runtime image serving the bundled model; yields (REST URL, gRPC address, name)."""
+    args = ["--model_name", "classifier", "--model_path", "/models/classifier"]
+    with serving_container(images["runtime"], model_root, args) as container:
+        yield container.rest, container.grpc, container.name
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -82,9 +86,38 @@ def load(settings: GenerativeSettings, device: str) -> Loaded:
 def _text_generator(
     model_path: Path, text: TextGenerationSettings, device: str, properties: dict[str, Any]
 ) -> TextGenerator:
+    with openable_by_genai(model_path) as openable:
+        return _text_generator_from(openable, context_length(model_path), text, device, properties)
+
+
+@contextmanager
+def openable_by_genai(model_path: Path) -> Iterator[Path]:
+    """A path GenAI can load the model from while the context lasts.
+
+    GenAI's GGUF reader opens the file read-write (gguflib's ``gguf_open``), so a GGUF file
+    on a read-only volume (every model mount of a pod, a ``:ro`` bind mount) fails to load.
+    Such a file is loaded from a private copy in the temporary directory (the pod's /tmp
+    emptyDir), removed as soon as the pipeline is built: it costs the file's size on /tmp
+    while loading only. Directories and writable files are used where they are."""
+    if model_path.suffix != GGUF_SUFFIX or os.access(model_path, os.W_OK):
+        yield model_path
+        return
+    with tempfile.TemporaryDirectory(prefix="kubevino-gguf-") as private:
+        copy = Path(private) / model_path.name
+        log.info("%s is read-only, which GenAI cannot open: loading from a copy", model_path)
+        shutil.copyfile(model_path, copy)
+        yield copy
+
+
+def _text_generator_from(
+    model_path: Path,
+    context: int | None,
+    text: TextGenerationSettings,
+    device: str,
+    properties: dict[str, Any],
+) -> TextGenerator:
     if text.kv_cache_precision:
         properties["KV_CACHE_PRECISION"] = text.kv_cache_precision
-    context = context_length(model_path)
     if uses_continuous_batching(text, device):
         pipeline = genai.ContinuousBatchingPipeline(
             str(model_path), scheduler_config(text), device, properties
