@@ -3,9 +3,8 @@ and an Embeddings model into serving pods; once Ready, the official openai clien
 them through ``kubectl port-forward`` to the Service's OpenAI port and gets what
 openvino-genai computes in this process on the same files.
 
-The LLM is the tiny Llama as the model directory openvino-genai converts its GGUF into: the
-operator mounts a source as the model directory, and serving a directory holding a ``.gguf``
-is not in this branch yet."""
+The LLM is a tiny Llama GGUF alone in a hostPath directory (the pod's read-only model mount,
+which GenAI's GGUF reader cannot open in place: the server loads it from a copy in /tmp)."""
 
 from __future__ import annotations
 
@@ -19,8 +18,12 @@ import openai
 import openvino_genai as genai
 import pytest
 
-from kubevino_runtime.demo_generative import write_embedding_model, write_llama_ir
-from tests.cluster.conftest import get
+from kubevino_runtime.demo_generative import (
+    LLAMA_FILE,
+    write_embedding_model,
+    write_llama_gguf,
+)
+from tests.cluster.conftest import get, wait_until
 from tests.e2e.conftest import MODELS, Cluster
 from tests.e2e.helpers import apply_model, port_forward
 
@@ -32,6 +35,7 @@ MESSAGES: list[Any] = [
     {"role": "user", "content": "what is the capital of france"},
 ]
 TEXTS = ["the cat sat on the mat", "paris is the capital of france"]
+LLAMA_CONTEXT = 2048  # what write_llama_gguf writes into the GGUF's metadata
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,7 @@ def node_models(operator_installed: Cluster) -> Iterator[Path]:
     are applied at once so that their pods start side by side."""
     e2e = operator_installed
     root = e2e.directory / "generative"
-    write_llama_ir(root / "llm")
+    write_llama_gguf(root / "llm")  # the GGUF alone: the server finds it in the directory
     write_embedding_model(root / "embeddings")
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
@@ -107,7 +111,7 @@ def test_a_text_generation_model_chats_like_in_process_genai_streamed_or_not(
 ) -> None:
     e2e = operator_installed
     port = _ready_openai_port(e2e, "tiny-chat", "TextGeneration")
-    expected = _greedy_chat_in_process(node_models / "llm")
+    expected = _greedy_chat_in_process(node_models / "llm" / LLAMA_FILE)
     settings: dict[str, Any] = {
         "model": "tiny-llama",
         "messages": MESSAGES,
@@ -132,6 +136,16 @@ def test_a_text_generation_model_chats_like_in_process_genai_streamed_or_not(
     assert streamed == expected
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == TOKENS
+
+    def pipeline_reported_by_the_pod() -> dict[str, Any] | None:
+        found = get(e2e.plane, "inferencemodel", "tiny-chat", MODELS)
+        pipeline = ((found or {}).get("status") or {}).get("pipeline") or {}
+        return pipeline if pipeline.get("reportedBy") == "Pod" else None
+
+    pipeline = wait_until(pipeline_reported_by_the_pod, 60, "status.pipeline from the pod")
+    assert pipeline["name"] == "ContinuousBatchingPipeline"
+    assert pipeline["device"] == "CPU"
+    assert pipeline["contextLength"] == LLAMA_CONTEXT
 
 
 def test_an_embeddings_model_embeds_like_in_process_genai_with_its_settings(

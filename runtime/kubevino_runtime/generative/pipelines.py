@@ -99,7 +99,7 @@ def openable_by_genai(model_path: Path) -> Iterator[Path]:
     Such a file is loaded from a private copy in the temporary directory (the pod's /tmp
     emptyDir), removed as soon as the pipeline is built: it costs the file's size on /tmp
     while loading only. Directories and writable files are used where they are."""
-    if model_path.suffix != GGUF_SUFFIX or os.access(model_path, os.W_OK):
+    if not is_gguf(model_path) or os.access(model_path, os.W_OK):
         yield model_path
         return
     with tempfile.TemporaryDirectory(prefix="kubevino-gguf-") as private:
