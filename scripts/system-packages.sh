@@ -13,12 +13,12 @@ set -euo pipefail
 log() { echo "system-packages: $*" >&2; }
 
 # command (or file) that shows the package is there → the Debian package that provides it.
-# Node tier: containerd, runc, the CNI bridge/host-local plugins, iptables (kube-proxy),
+# Node tier: runc, the CNI bridge/host-local plugins, iptables (kube-proxy) — containerd 2 is
+# built from the Go module proxy by kube-bins.sh (Debian's 1.6 has no CDI) —
 # ip (network namespaces), nsenter/mount (util-linux), openssl (cluster certificates).
 # Images tier: podman with runc, slirp4netns for published ports, debootstrap for the base image
 # where no registry serves it, uidmap and fuse-overlayfs as podman's storage needs them.
 requirements=(
-  "containerd containerd"
   "runc runc"
   "/usr/lib/cni/bridge containernetworking-plugins"
   "iptables iptables"

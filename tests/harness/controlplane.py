@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import ssl
 import subprocess
 import time
@@ -33,6 +34,23 @@ def kube_binaries() -> Path:
             f"scripts/kube-bins.sh failed ({done.returncode}):\n{done.stderr[-4000:]}"
         )
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+def pinned_version(name: str) -> str:
+    """A version pinned in scripts/versions.env (``KUBE_VERSION``), or its KUBEVINO_ override."""
+    override = os.environ.get(f"KUBEVINO_{name}")
+    if override:
+        return override
+    for line in (REPO / "scripts" / "versions.env").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == name:
+            return value.strip()
+    raise KeyError(f"scripts/versions.env pins no {name}")
+
+
+def containerd_binaries() -> Path:
+    """containerd 2 with its shim and ctr, built by scripts/kube-bins.sh beside the rest."""
+    return kube_binaries().parent / f"containerd-{pinned_version('CONTAINERD_VERSION')}"
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -22,14 +22,14 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness.controlplane import ControlPlane, write_kubeconfig
+from tests.harness.controlplane import ControlPlane, containerd_binaries, write_kubeconfig
 from tests.harness.processes import stop_process
 
 PAUSE_IMAGE = "kubevino.local/pause:1"
 POD_CIDR = "10.88.0.0/16"
 CNI_BIN = "/usr/lib/cni"
 VAR_LIB_KUBELET = Path("/var/lib/kubelet")
-NODE_DEBIAN_PACKAGES = ("containerd", "runc", "containernetworking-plugins", "iptables")
+NODE_DEBIAN_PACKAGES = ("runc", "containernetworking-plugins", "iptables")
 # The pause program: waits for a signal. Built once with the machine's Go toolchain.
 PAUSE_SOURCE = """package main
 
@@ -57,7 +57,7 @@ def ensure_node_packages() -> None:
     only checked, so a missing one fails with what to run instead of a resolver error."""
     missing = [
         binary
-        for binary in ("containerd", "runc", f"{CNI_BIN}/bridge", "iptables", "ctr")
+        for binary in ("runc", f"{CNI_BIN}/bridge", "iptables")
         if not (Path(binary).exists() or _which(binary))
     ]
     if missing:
@@ -127,27 +127,32 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# containerd 2 (config version 3): CDI on, its spec directory the node's own, so that the
+# test DRA driver's devices reach containers; the sandbox image is our pause image.
 CONTAINERD_CONFIG = """\
-version = 2
+version = 3
 root = "{root}"
 state = "{state}"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-                    "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+                    "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
+                    "io.containerd.snapshotter.v1.erofs"]
 [grpc]
   address = "{socket}"
 [ttrpc]
   address = "{socket}.ttrpc"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{pause}"
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "{pause}"
+[plugins."io.containerd.cri.v1.runtime"]
   # No CAP_SYS_RESOURCE on these machines: without it every sandbox fails to start.
   restrict_oom_score_adj = true
-  enable_cdi = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{cni_bin}"
+  enable_cdi = true
+  cdi_spec_dirs = ["{cdi}"]
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["{cni_bin}"]
     conf_dir = "{cni_conf}"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
       SystemdCgroup = false
 """
 
@@ -171,22 +176,33 @@ class Node:
     def socket(self) -> Path:
         return self.directory / "containerd" / "containerd.sock"
 
-    def _start(self, name: str, command: list[str]) -> None:
+    @property
+    def cdi_directory(self) -> Path:
+        """Where CDI specs for this node's containerd go (a DRA driver writes them)."""
+        return self.directory / "cdi"
+
+    @property
+    def kubelet_root(self) -> Path:
+        return self.directory / "kubelet"
+
+    def _start(
+        self, name: str, command: list[str], environment: dict[str, str] | None = None
+    ) -> None:
         log = (self.directory / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment
         )
 
     def log(self, name: str) -> str:
         return (self.directory / f"{name}.log").read_text(errors="replace")[-6000:]
 
+    def _ctr(self, *args: str) -> list[str]:
+        ctr = str(containerd_binaries() / "ctr")
+        return [ctr, "--address", str(self.socket), "--namespace", "k8s.io", *args]
+
     def ctr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=timeout,
+            self._ctr(*args), capture_output=True, text=True, check=True, timeout=timeout
         )
 
     def import_image(self, archive: Path) -> None:
@@ -207,7 +223,7 @@ class Node:
     def _start_containerd(self) -> None:
         base = self.directory / "containerd"
         cni_conf = self.directory / "cni"
-        for directory in (base, cni_conf):
+        for directory in (base, cni_conf, self.cdi_directory):
             directory.mkdir(parents=True, exist_ok=True)
         (cni_conf / "10-kubevino-e2e.conflist").write_text(
             json.dumps(
@@ -242,9 +258,15 @@ class Node:
                 pause=PAUSE_IMAGE,
                 cni_bin=CNI_BIN,
                 cni_conf=cni_conf,
+                cdi=self.cdi_directory,
             )
         )
-        self._start("containerd", ["containerd", "--config", str(config)])
+        binaries = containerd_binaries()
+        # containerd starts the shim it finds first in PATH: this version's, never an older one.
+        environment = {**os.environ, "PATH": f"{binaries}:{os.environ.get('PATH', '')}"}
+        self._start(
+            "containerd", [str(binaries / "containerd"), "--config", str(config)], environment
+        )
         deadline = time.monotonic() + 30
         while not self.socket.exists():
             if self.processes["containerd"].poll() is not None or time.monotonic() > deadline:
@@ -406,8 +428,7 @@ class Node:
             return
         for task in self._tasks():
             subprocess.run(
-                ["ctr", "--address", str(self.socket), "-n", "k8s.io", "tasks", "kill",
-                 "--signal", "SIGKILL", task],
+                self._ctr("tasks", "kill", "--signal", "SIGKILL", task),
                 capture_output=True, check=False, timeout=20,
             )  # fmt: skip
         deadline = time.monotonic() + 20
@@ -415,8 +436,7 @@ class Node:
             time.sleep(0.5)
         for task in self._tasks():
             subprocess.run(
-                ["ctr", "--address", str(self.socket), "-n", "k8s.io", "tasks", "delete",
-                 "--force", task],
+                self._ctr("tasks", "delete", "--force", task),
                 capture_output=True, check=False, timeout=20,
             )  # fmt: skip
 
