@@ -112,12 +112,14 @@ class Scheduler:
     cache_size_gb: int
     max_num_batched_tokens: int | None
     enable_prefix_caching: bool
+    dynamic_split_fuse: bool
 
     def config(self) -> genai.SchedulerConfig:
         config = genai.SchedulerConfig()
         config.max_num_seqs = self.max_num_seqs
         config.cache_size = self.cache_size_gb
         config.enable_prefix_caching = self.enable_prefix_caching
+        config.dynamic_split_fuse = self.dynamic_split_fuse
         if self.max_num_batched_tokens is not None:
             config.max_num_batched_tokens = self.max_num_batched_tokens
         return config
@@ -130,6 +132,8 @@ class Scheduler:
             str(self.cache_size_gb),
             "--enable_prefix_caching",
             "true" if self.enable_prefix_caching else "false",
+            "--dynamic_split_fuse",
+            "true" if self.dynamic_split_fuse else "false",
         ]
         if self.max_num_batched_tokens is not None:
             flags += ["--max_num_batched_tokens", str(self.max_num_batched_tokens)]
@@ -144,6 +148,12 @@ class LoadResult:
     tokens: int
     seconds: float
     first_token_ms: list[float] = field(default_factory=list)
+    # Pipeline steps the load took (each advances every scheduled request by a token): fewer
+    # for the same tokens is better batching. From the server's /metrics on its side.
+    steps: int | None = None
+    # The server's own mean time to first token, from its request's submission to the pipeline
+    # (after HTTP, parsing and tokenization) to the first token read on its event loop.
+    server_side_ttft_mean_ms: float | None = None
 
     @property
     def tokens_per_second(self) -> float:
@@ -152,6 +162,10 @@ class LoadResult:
     @property
     def ttft_p50_ms(self) -> float:
         return float(np.percentile(self.first_token_ms, 50))
+
+    @property
+    def ttft_mean_ms(self) -> float:
+        return statistics.mean(self.first_token_ms)
 
 
 # --- prompts ----------------------------------------------------------------------------------
@@ -221,6 +235,7 @@ def in_process_load(
     request_ids = iter(range(1 << 30))
     first_token_ms: list[float] = []
     tokens = 0
+    steps = 0
 
     def submit(stream: int) -> None:
         if queues[stream]:
@@ -233,6 +248,7 @@ def in_process_load(
         submit(stream)
     while running:
         pipeline.step()
+        steps += 1
         now = time.perf_counter()
         for key, (handle, stream, submitted, seen) in list(running.items()):
             while handle.can_read():
@@ -244,7 +260,9 @@ def in_process_load(
             if handle.get_status() != genai.GenerationStatus.RUNNING:
                 del running[key]
                 submit(stream)
-    return LoadResult(len(prompts), tokens, time.perf_counter() - started, first_token_ms)
+    return LoadResult(
+        len(prompts), tokens, time.perf_counter() - started, first_token_ms, steps=steps
+    )
 
 
 # --- HTTP clients ------------------------------------------------------------------------------
@@ -306,6 +324,37 @@ async def _http_load(url: str, prompts: list[list[str]], max_tokens: int) -> Loa
         seconds,
         [ms for _, latencies in done for ms in latencies],
     )
+
+
+def scrape(base: str) -> dict[str, float]:
+    """The server's /metrics, each family's samples summed over their labels."""
+    totals: dict[str, float] = {}
+    for line in httpx.get(f"{base}/metrics").text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            family = name.split("{")[0]
+            totals[family] = totals.get(family, 0.0) + float(value)
+    return totals
+
+
+def served_load(
+    clients: ProcessPoolExecutor, base: str, prompts: list[list[str]], max_tokens: int
+) -> LoadResult:
+    """A load through kubevino-serve, with what its /metrics saw of it."""
+    before = scrape(base)
+    result = http_load(clients, f"{base}/v3/completions", prompts, max_tokens)
+    after = scrape(base)
+
+    def grew(family: str) -> float:
+        return after.get(family, 0.0) - before.get(family, 0.0)
+
+    result.steps = int(grew("kubevino_generation_steps"))
+    first_tokens = grew("kubevino_time_to_first_token_seconds_count")
+    if first_tokens:
+        result.server_side_ttft_mean_ms = (
+            grew("kubevino_time_to_first_token_seconds_sum") / first_tokens * 1e3
+        )
+    return result
 
 
 def _client_process(url: str, prompts: list[list[str]], max_tokens: int) -> LoadResult:
@@ -447,6 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-size", type=int, default=0, help="KV cache GB, 0: grows")
     parser.add_argument("--max-num-batched-tokens", type=int, default=None)
     parser.add_argument("--enable-prefix-caching", type=_true_or_false, default=True)
+    parser.add_argument("--dynamic-split-fuse", type=_true_or_false, default=True)
     parser.add_argument(
         "--one-at-a-time-streams",
         default=None,
@@ -482,7 +532,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.sched_setaffinity(0, server_cpus)
     shape = SIZES[args.size]
     scheduler = Scheduler(
-        args.max_num_seqs, args.cache_size, args.max_num_batched_tokens, args.enable_prefix_caching
+        args.max_num_seqs,
+        args.cache_size,
+        args.max_num_batched_tokens,
+        args.enable_prefix_caching,
+        args.dynamic_split_fuse,
     )
     stream_counts = [int(count) for count in args.streams.split(",")]
     single_counts = (
@@ -550,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--target_device",
             DEVICE,
             *scheduler.serve_flags(),
+            "--metrics_enable",
         ]
         server = stack.enter_context(running_server(serve_args, workdir))
         single_log = workdir / "one-at-a-time.log"
@@ -569,9 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens = args.max_tokens
         sides: dict[str, Callable[[list[list[str]]], LoadResult]] = {
             "in_process_before": lambda load: in_process_load(before, load, tokens),
-            "server": lambda load: http_load(
-                clients, f"{server.rest}/v3/completions", load, tokens
-            ),
+            "server": lambda load: served_load(clients, server.rest, load, tokens),
             "one_at_a_time": lambda load: http_load(
                 clients, f"{single}/v3/completions", load, tokens
             ),
@@ -649,6 +702,15 @@ def report(
                 "ttft_p50_server_ms": server.ttft_p50_ms,
                 "ttft_overhead_ms": server.ttft_p50_ms - local_ttft,
                 "ttft_p50_one_at_a_time_ms": single.ttft_p50_ms if single else None,
+                "ttft_mean_in_process_ms": statistics.mean(
+                    [before[streams].ttft_mean_ms, after[streams].ttft_mean_ms]
+                ),
+                "ttft_mean_server_ms": server.ttft_mean_ms,
+                "ttft_mean_server_side_ms": server.server_side_ttft_mean_ms,
+                "steps_in_process": statistics.mean(
+                    [before[streams].steps or 0, after[streams].steps or 0]
+                ),
+                "steps_server": server.steps,
             }
         )
 
@@ -675,6 +737,22 @@ def report(
         "(in-process: mean of the passes before and after the servers, drift their difference; "
         "batching: server tokens/s over the one-at-a-time server's)"
     )
+    print(
+        "\nwhere the server's time goes: pipeline steps per load (the same tokens in more steps "
+        "is worse batching),\nand mean time to first token in-process, at the client, and "
+        "inside the server (from submission to the pipeline to the first token on its loop)"
+    )
+    print(
+        f"{'streams':>7} {'steps in-proc':>13} {'server':>7}   {'TTFT mean in-proc':>17} "
+        f"{'client':>8} {'in server':>9}"
+    )
+    for row in rows:
+        print(
+            f"{row['streams']:>7} {row['steps_in_process']:>13.0f} "
+            f"{_cell(row['steps_server'], '7d'):>7}   {row['ttft_mean_in_process_ms']:>17.1f} "
+            f"{row['ttft_mean_server_ms']:>8.1f} "
+            f"{_cell(row['ttft_mean_server_side_ms'], '9.1f'):>9}"
+        )
 
     throughput_met = all(row["ratio"] >= THROUGHPUT_TARGET for row in rows)
     ratios = ", ".join(f"{row['streams']}: {row['ratio']:.3f}" for row in rows)
@@ -700,6 +778,7 @@ def report(
             "cache_size_gb": args.cache_size,
             "max_num_batched_tokens": args.max_num_batched_tokens,
             "enable_prefix_caching": args.enable_prefix_caching,
+            "dynamic_split_fuse": args.dynamic_split_fuse,
         },
         "rows": rows,
         "throughput_target": THROUGHPUT_TARGET,
