@@ -188,11 +188,16 @@ def _greedy_config(
 
 
 def choose_prompts(
-    model: Path, scheduler: Scheduler, count: int, words: int, seed: int
+    model: Path,
+    scheduler: Scheduler,
+    properties: dict[str, Any],
+    count: int,
+    words: int,
+    seed: int,
 ) -> list[str]:
     """``count`` distinct prompts whose first greedy token is whole text (see the docstring),
     found with a pipeline of their own so that no measured pipeline has seen them."""
-    pipeline = genai.ContinuousBatchingPipeline(str(model), scheduler.config(), DEVICE, {})
+    pipeline = genai.ContinuousBatchingPipeline(str(model), scheduler.config(), DEVICE, properties)
     tokenizer = pipeline.get_tokenizer()
     shuffled = random.Random(seed)
     chosen: list[str] = []
@@ -398,10 +403,10 @@ class _TokenQueue(genai.StreamerBase):  # type: ignore[misc]
         self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
 
 
-def serve_one_at_a_time(model: Path, port: int) -> None:
+def serve_one_at_a_time(model: Path, port: int, properties: dict[str, Any]) -> None:
     """``/v3/completions`` streaming only, over ``LLMPipeline``: requests wait for a lock and
     generate one after the other."""
-    pipeline = genai.LLMPipeline(str(model), DEVICE)
+    pipeline = genai.LLMPipeline(str(model), DEVICE, **properties)
     tokenizer = pipeline.get_tokenizer()
     turn = asyncio.Lock()
 
@@ -440,10 +445,19 @@ def serve_one_at_a_time(model: Path, port: int) -> None:
 
 
 @contextmanager
-def one_at_a_time_server(model: Path, log: Path) -> Iterator[str]:
+def one_at_a_time_server(model: Path, log: Path, properties: dict[str, Any]) -> Iterator[str]:
     """This file's one-at-a-time server in a process of its own; yields its base URL."""
     (port,) = free_ports(1)
-    command = [sys.executable, __file__, "--serve-one-at-a-time", str(model), "--port", str(port)]
+    command = [
+        sys.executable,
+        __file__,
+        "--serve-one-at-a-time",
+        str(model),
+        "--port",
+        str(port),
+        "--plugin-config",
+        json.dumps(properties),
+    ]
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     try:
@@ -498,6 +512,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--enable-prefix-caching", type=_true_or_false, default=True)
     parser.add_argument("--dynamic-split-fuse", type=_true_or_false, default=True)
     parser.add_argument(
+        "--plugin-config",
+        default="{}",
+        help="OpenVINO properties (JSON) for every side: the server's --plugin_config, the "
+        "in-process pipelines' and the one-at-a-time server's properties",
+    )
+    parser.add_argument(
         "--one-at-a-time-streams",
         default=None,
         help="stream counts for the LLMPipeline server (default: all of --streams; it serves "
@@ -517,8 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--serve-one-at-a-time", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    properties: dict[str, Any] = json.loads(args.plugin_config)
     if args.serve_one_at_a_time:
-        serve_one_at_a_time(args.serve_one_at_a_time, args.port)
+        serve_one_at_a_time(args.serve_one_at_a_time, args.port, properties)
         return 0
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -548,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"model {args.size}: {shape.describe()}\n"
         f"{args.requests} completions per stream ({args.single_stream_requests} with one "
         f"stream), {args.max_tokens} tokens each, prompts of {args.prompt_words} words; "
-        f"scheduler {asdict(scheduler)}\n"
+        f"scheduler {asdict(scheduler)}; properties {properties}\n"
         f"servers and in-process on {len(server_cpus)} CPUs ({_span(server_cpus)}), clients on "
         f"{_span(client_cpus) if client_cpus else 'the same CPUs'}",
         flush=True,
@@ -585,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         widest = max(stream_counts)
         needed = sum(streams * requests[streams] for streams in stream_counts) + widest
-        prompts = choose_prompts(model, scheduler, needed, args.prompt_words, args.seed)
+        prompts = choose_prompts(model, scheduler, properties, needed, args.prompt_words, args.seed)
         warm_up = per_stream(prompts, widest, 1)
         loads: dict[int, list[list[str]]] = {}
         offset = widest
@@ -605,17 +626,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             DEVICE,
             *scheduler.serve_flags(),
             "--metrics_enable",
+            *(["--plugin_config", json.dumps(properties)] if properties else []),
         ]
         server = stack.enter_context(running_server(serve_args, workdir))
         single_log = workdir / "one-at-a-time.log"
         single = (
-            stack.enter_context(one_at_a_time_server(model, single_log)) if single_counts else ""
+            stack.enter_context(one_at_a_time_server(model, single_log, properties))
+            if single_counts
+            else ""
         )
         clients = stack.enter_context(client_pool(client_cpus))
         # A pipeline of its own for each in-process pass: none sees a prompt twice (prefix
         # caching), as neither server does.
         before, after = (
-            genai.ContinuousBatchingPipeline(str(model), scheduler.config(), DEVICE, {})
+            genai.ContinuousBatchingPipeline(str(model), scheduler.config(), DEVICE, properties)
             for _ in range(2)
         )
         server.wait_ready(timeout=600)
@@ -780,6 +804,7 @@ def report(
             "enable_prefix_caching": args.enable_prefix_caching,
             "dynamic_split_fuse": args.dynamic_split_fuse,
         },
+        "properties": json.loads(args.plugin_config),
         "rows": rows,
         "throughput_target": THROUGHPUT_TARGET,
         "throughput_target_met": throughput_met,
