@@ -90,20 +90,32 @@ def write_llama_gguf(
     kv_heads: int = 2,
     context: int = 2048,
     seed: int = 7,
+    feed_forward: int | None = None,
+    vocab_size: int | None = None,
+    weight_scale: float = 0.2,
 ) -> Path:
-    """A tiny Llama GGUF whose tokenizer is byte-level BPE with ``<|endoftext|>`` as BOS and
-    EOS. Matrices are F16 and norms F32, as in real GGUF files: openvino-genai 2026.4 refuses
-    F32 matrices ("Unsupported quantization type") and fails on F16 norm weights."""
+    """A Llama GGUF whose tokenizer is byte-level BPE with ``<|endoftext|>`` as BOS and EOS.
+    Matrices are F16 and norms F32, as in real GGUF files: openvino-genai 2026.4 refuses F32
+    matrices ("Unsupported quantization type") and fails on F16 norm weights.
+
+    Tiny by default; the size parameters shape it like a real model for benchmarks:
+    ``feed_forward`` (default twice ``hidden``), ``vocab_size`` (default the 265 tokens the
+    tokenizer needs; more adds plain word tokens, so the embedding and output matrices are as
+    large as a real vocabulary's), and ``weight_scale``, the weights' standard deviation (about
+    1/sqrt(hidden) keeps a deep model's activations finite)."""
     import gguf
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LLAMA_FILE
     alphabet = byte_level_alphabet()
     merged = [merge.replace(" ", "") for merge in _MERGES]
-    tokens = [*alphabet, *merged, END_OF_TEXT]
+    base = [*alphabet, *merged]
+    # Filler words ("Ġ" is the byte-level space) keep end-of-text the last token.
+    fillers = [f"\u0120w{index}" for index in range(max(0, (vocab_size or 0) - len(base) - 1))]
+    tokens = [*base, *fillers, END_OF_TEXT]
     vocab = len(tokens)
     types = [_TOKEN_NORMAL] * (vocab - 1) + [_TOKEN_CONTROL]
-    feed_forward = hidden * 2
+    feed_forward = feed_forward or hidden * 2
     head_size = hidden // heads
 
     writer = gguf.GGUFWriter(str(path), "llama")
@@ -133,14 +145,28 @@ def write_llama_gguf(
     for layer in range(layers):
         block = f"blk.{layer}"
         writer.add_tensor(f"{block}.attn_norm.weight", np.ones(hidden, np.float32))
-        writer.add_tensor(f"{block}.attn_q.weight", _f16(random, hidden, hidden))
-        writer.add_tensor(f"{block}.attn_k.weight", _f16(random, kv_heads * head_size, hidden))
-        writer.add_tensor(f"{block}.attn_v.weight", _f16(random, kv_heads * head_size, hidden))
-        writer.add_tensor(f"{block}.attn_output.weight", _f16(random, hidden, hidden))
+        writer.add_tensor(
+            f"{block}.attn_q.weight", _f16(random, hidden, hidden, scale=weight_scale)
+        )
+        writer.add_tensor(
+            f"{block}.attn_k.weight", _f16(random, kv_heads * head_size, hidden, scale=weight_scale)
+        )
+        writer.add_tensor(
+            f"{block}.attn_v.weight", _f16(random, kv_heads * head_size, hidden, scale=weight_scale)
+        )
+        writer.add_tensor(
+            f"{block}.attn_output.weight", _f16(random, hidden, hidden, scale=weight_scale)
+        )
         writer.add_tensor(f"{block}.ffn_norm.weight", np.ones(hidden, np.float32))
-        writer.add_tensor(f"{block}.ffn_gate.weight", _f16(random, feed_forward, hidden))
-        writer.add_tensor(f"{block}.ffn_up.weight", _f16(random, feed_forward, hidden))
-        writer.add_tensor(f"{block}.ffn_down.weight", _f16(random, hidden, feed_forward))
+        writer.add_tensor(
+            f"{block}.ffn_gate.weight", _f16(random, feed_forward, hidden, scale=weight_scale)
+        )
+        writer.add_tensor(
+            f"{block}.ffn_up.weight", _f16(random, feed_forward, hidden, scale=weight_scale)
+        )
+        writer.add_tensor(
+            f"{block}.ffn_down.weight", _f16(random, hidden, feed_forward, scale=weight_scale)
+        )
     writer.add_tensor("output_norm.weight", np.ones(hidden, np.float32))
     writer.add_tensor("output.weight", _f16(random, vocab, hidden, scale=1.0))
 
