@@ -304,8 +304,12 @@ def write_rerank_model(directory: Path, *, hidden: int = 32, seed: int = 13) -> 
     random = np.random.default_rng(seed)
     states, parameters = _encoder(len(vocabulary), hidden, random)
     # The encoder does not mix tokens, so the first token alone would score every pair alike:
-    # average the (masked) token states instead.
-    pooled = ops.reduce_mean(states, ops.constant([1]), keep_dims=False)
+    # average the states of the pair's own tokens instead (not of the padding a batch adds,
+    # so a pair scores the same alone as beside longer ones, as with a real cross-encoder).
+    tokens = ops.reduce_sum(
+        ops.convert(parameters[1], ov.Type.f32), ops.constant([1]), keep_dims=True
+    )
+    pooled = ops.divide(ops.reduce_sum(states, ops.constant([1]), keep_dims=False), tokens)
     head = ops.constant(random.standard_normal((hidden, 1)).astype(np.float32) * 4)
     logits = ops.matmul(pooled, head, False, False).output(0)
     logits.get_tensor().set_names({"logits"})

@@ -27,7 +27,7 @@ from kubevino_runtime.deviceaccess import (
     termination_message,
 )
 from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported, default_target
-from kubevino_runtime.generative.routes import OpenAiRoutes
+from kubevino_runtime.generative.routes import OpenAiRoutes, openai_errors
 from kubevino_runtime.generative.service import GenerativeService
 from kubevino_runtime.generative.settings import (
     GenerativeSettings,
@@ -313,7 +313,9 @@ async def serve(
     server = Server(args, registry, plane, devices, core, families, generative=service, cpu=cpu)
     server.config_mtime = server._config_mtime()
 
-    app = web.Application(client_max_size=args.max_request_bytes, middlewares=[json_errors])
+    # The inner middleware answers first: OpenAI's paths get OpenAI's error object.
+    middlewares = [json_errors, *([openai_errors] if service is not None else [])]
+    app = web.Application(client_max_size=args.max_request_bytes, middlewares=middlewares)
     app.on_response_prepare.append(_cors(args))
     app.add_routes(KServeRest(plane, args.max_request_bytes).routes())
     app.add_routes(TfServingRest(plane, args.max_request_bytes).routes())

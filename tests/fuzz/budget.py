@@ -2,8 +2,9 @@
 
 Each property test states its share of a CI-sized run; ``KUBEVINO_FUZZ_EXAMPLES`` scales every
 share so the whole tier runs about that many cases (``KUBEVINO_FUZZ_EXAMPLES=50000`` for a
-long run). ``KUBEVINO_FUZZ_SEED`` replays the same tests from another seed; without it every
-run draws the same cases (the project's derandomized hypothesis profile).
+long run). The tensor protocols' shares sum to 1; the OpenAI routes' (generative/) add 0.125.
+``KUBEVINO_FUZZ_SEED`` replays the same tests from another seed; without it every run draws the
+same cases (the project's derandomized hypothesis profile).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from tests.fuzz.budget import cases_run, total_examples
-from tests.fuzz.known_valid import Endpoints
+from tests.fuzz.known_valid import Endpoints, every_protocol
 from tests.fuzz.models import Reference, write_repository
 from tests.fuzz.sentinel import WATCHED, Sentinel
 from tests.runtime.serving import RunningServer, running_server
@@ -59,7 +59,7 @@ def endpoints(server: RunningServer, channel: grpc.Channel) -> Endpoints:
 
 @pytest.fixture(scope="module")
 def sentinel(server: RunningServer, endpoints: Endpoints, reference: Reference) -> Sentinel:
-    return Sentinel(server, endpoints, reference)
+    return Sentinel(server, lambda: every_protocol(endpoints, reference))
 
 
 @pytest.fixture(autouse=True)

@@ -247,3 +247,8 @@ KNOWN_VALID: tuple[KnownValidCheck, ...] = (
     tfs_rest_columns,
     tfs_grpc_predict,
 )
+
+
+def every_protocol(endpoints: Endpoints, reference: Reference) -> None:
+    for check in KNOWN_VALID:
+        check(endpoints, reference)

@@ -2,8 +2,10 @@
 
 A client's mistake is a client error that says what is wrong; it is never a server fault:
 
-* HTTP: a 4xx, whose body is the protocol's JSON error, ``{"error": "<non-empty message>"}``.
-  503 only for overload or a model still loading, with a message saying so. A 2xx only when the
+* HTTP: a 4xx, whose body is the protocol's JSON error: ``{"error": "<non-empty message>"}``
+  for KServe and TF-Serving, OpenAI's error object ``{"error": {"message": "<non-empty>",
+  "type": "<kind>", ...}}`` for the OpenAI-compatible routes. 503 only for overload or a model
+  still loading, with a message saying so. A 2xx only when the
   (mutated) request happens to be valid, and then the answer must be well-formed.
 * gRPC: a status in ``CLIENT_CODES`` with non-empty details (UNAVAILABLE only for overload or
   loading, saying so), never UNKNOWN or INTERNAL; an OK answer must parse as the method's
@@ -39,6 +41,26 @@ CLIENT_CODES = frozenset(
 PARSER_STATUSES = frozenset({400, 413, 414, 431})
 
 HttpWellFormed = Callable[[RawAnswer], None]
+# The message of an API's error document, or None when the document is not that API's error.
+ErrorReader = Callable[[Any], "str | None"]
+
+
+def plain_error(document: Any) -> str | None:
+    """KServe's and TF-Serving's error: ``{"error": "message"}``."""
+    found = document.get("error") if isinstance(document, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def openai_error(document: Any) -> str | None:
+    """OpenAI's error object: ``{"error": {"message": "...", "type": "...", ...}}``, which
+    OpenAI's clients read the message and the kind of error from."""
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict):
+        return None
+    message, kind = error.get("message"), error.get("type")
+    if not isinstance(message, str) or not isinstance(kind, str) or not kind:
+        return None
+    return message
 
 
 class PropertyViolationError(AssertionError):
@@ -65,7 +87,9 @@ def strict_json(body: bytes) -> Any:
     return json.loads(body, parse_constant=refuse)
 
 
-def http_error_message(answer: RawAnswer, *, from_parser: bool) -> str:
+def http_error_message(
+    answer: RawAnswer, *, from_parser: bool, error_reader: ErrorReader = plain_error
+) -> str:
     """The error message of a non-2xx answer; raises PropertyViolationError when there is none."""
     if from_parser and answer.status in PARSER_STATUSES and answer.content_type == "text/plain":
         message = answer.body.decode("utf-8", "replace").strip()
@@ -81,10 +105,11 @@ def http_error_message(answer: RawAnswer, *, from_parser: bool) -> str:
             raise PropertyViolationError(
                 f"error body is not JSON ({error}): {answer.body[:300]!r}"
             ) from None
-        found = document.get("error") if isinstance(document, dict) else None
-        if not isinstance(found, str):
+        found = error_reader(document)
+        if found is None:
             raise PropertyViolationError(
-                f"error body has no 'error' message: {answer.body[:300]!r}"
+                f"error body is not the API's error ({error_reader.__name__}): "
+                f"{answer.body[:300]!r}"
             )
         message = found
     if not message.strip():
@@ -93,9 +118,14 @@ def http_error_message(answer: RawAnswer, *, from_parser: bool) -> str:
 
 
 def check_http(
-    request: RawRequest, answer: RawAnswer | None, well_formed: HttpWellFormed | None = None
+    request: RawRequest,
+    answer: RawAnswer | None,
+    well_formed: HttpWellFormed | None = None,
+    *,
+    error_reader: ErrorReader = plain_error,
 ) -> None:
-    """The property for one HTTP exchange; ``well_formed`` checks a 2xx answer's body."""
+    """The property for one HTTP exchange; ``well_formed`` checks a 2xx answer's body and
+    ``error_reader`` finds the message in the API's error document."""
     if answer is None:
         if not request.is_cut:
             raise _fail("server closed the connection without answering", request, answer)
@@ -118,7 +148,7 @@ def check_http(
     if request.method == "HEAD":
         return  # a HEAD answer has no body to carry the message
     try:
-        http_error_message(answer, from_parser=request.parser_refuses)
+        http_error_message(answer, from_parser=request.parser_refuses, error_reader=error_reader)
     except PropertyViolationError as violation:
         raise _fail(str(violation), request, answer) from None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import struct
 from dataclasses import dataclass, field
 
 TIMEOUT_SECONDS = 60.0
@@ -84,9 +85,10 @@ class RawAnswer:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def send(port: int, request: RawRequest) -> RawAnswer | None:
-    """The server's answer, or None when it closed the connection without one."""
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_SECONDS) as sock:
+def send(port: int, request: RawRequest, *, timeout: float = TIMEOUT_SECONDS) -> RawAnswer | None:
+    """The server's answer, or None when it closed the connection without one; a server that
+    neither answers nor closes within ``timeout`` seconds raises TimeoutError (a hang)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         try:
             sock.sendall(request.encode())
             if request.is_cut:
@@ -103,3 +105,23 @@ def send(port: int, request: RawRequest) -> RawAnswer | None:
             body = partial.partial
         headers = {name.lower(): value for name, value in response.getheaders()}
         return RawAnswer(response.status, headers, body)
+
+
+def hang_up(port: int, request: RawRequest, *, read_bytes: int, reset: bool) -> bytes:
+    """Send ``request``, read up to ``read_bytes`` of the answer, then go away: a client that
+    stops listening, as a user closing a chat window does. ``reset`` aborts the connection (RST)
+    instead of closing it in order (FIN). Returns what was read."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_SECONDS) as sock:
+        try:
+            sock.sendall(request.encode())
+            while len(received) < read_bytes:
+                chunk = sock.recv(min(65536, read_bytes - len(received)))
+                if not chunk:
+                    break
+                received += chunk
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if reset:  # linger on, for zero seconds: close() sends RST and drops unsent data
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return received

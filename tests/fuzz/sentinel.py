@@ -1,19 +1,18 @@
-"""Watches the one server process of a fuzz module between cases.
+"""Watches one server process of the fuzz tier between cases.
 
 After every ``BATCH`` cases (and at the end of each test) the server must still be running,
-answer every protocol's known-valid request with what in-process OpenVINO computes, have
-logged no traceback, and hold no more than ``RSS_HEADROOM_MB`` of memory beyond what it held
-after warming up.
+answer its known-valid requests (every protocol's, with what in-process OpenVINO or GenAI
+computes), have logged no traceback, and hold no more than ``RSS_HEADROOM_MB`` of memory beyond
+what it held after warming up.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.fuzz.budget import count_case
-from tests.fuzz.known_valid import KNOWN_VALID, Endpoints
-from tests.fuzz.models import Reference
 from tests.runtime.serving import RunningServer
 
 BATCH = 100
@@ -63,10 +62,18 @@ class ServerFaultError(AssertionError):
 
 
 class Sentinel:
-    def __init__(self, server: RunningServer, endpoints: Endpoints, reference: Reference) -> None:
+    def __init__(
+        self,
+        server: RunningServer,
+        known_valid_answers: Callable[[], None],
+        *,
+        rss_headroom_mb: float = RSS_HEADROOM_MB,
+    ) -> None:
+        """``known_valid_answers`` sends the known-valid requests and raises AssertionError
+        when one is answered wrongly."""
         self.server = server
-        self.endpoints = endpoints
-        self.reference = reference
+        self._known_valid_answers = known_valid_answers
+        self.rss_headroom_mb = rss_headroom_mb
         self.cases = 0
         self._log_read = 0
         for _ in range(WARM_UP_ROUNDS):
@@ -78,7 +85,7 @@ class Sentinel:
 
     @property
     def rss_bound_mb(self) -> float:
-        return self.baseline_mb + RSS_HEADROOM_MB
+        return self.baseline_mb + self.rss_headroom_mb
 
     def after_case(self) -> None:
         self.cases += 1
@@ -106,12 +113,8 @@ class Sentinel:
         if resident > self.rss_bound_mb:
             raise ServerFaultError(
                 f"server holds {resident:.0f} MB, over the bound of {self.rss_bound_mb:.0f} MB "
-                f"({self.baseline_mb:.0f} MB after warm-up + {RSS_HEADROOM_MB} MB)"
+                f"({self.baseline_mb:.0f} MB after warm-up + {self.rss_headroom_mb:.0f} MB)"
             )
-
-    def _known_valid_answers(self) -> None:
-        for check in KNOWN_VALID:
-            check(self.endpoints, self.reference)
 
     def _new_log_text(self) -> str:
         text = self.server.log()

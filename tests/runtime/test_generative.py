@@ -4,6 +4,9 @@ with the official openai client on tiny models built at test time (no downloads)
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,10 @@ from kubevino_runtime.demo_generative import (
     write_llama_gguf,
     write_rerank_model,
 )
+from kubevino_runtime.errors import ServingError
+from kubevino_runtime.generative.pipelines import scheduler_config
+from kubevino_runtime.generative.settings import TextGenerationSettings
+from kubevino_runtime.generative.text_generation import ContinuousBatchingEngine
 from tests.runtime.serving import RunningServer, running_server
 
 pytestmark = pytest.mark.runtime
@@ -323,6 +330,21 @@ HELLO = [{"role": "user", "content": "hello"}]
         (CHAT, {"model": MODEL, "messages": HELLO, "stream_options": {}}, 400, None),
         ("/v3/completions", {"model": MODEL, "prompt": 5}, 400, "prompt"),
         ("/v3/embeddings", {"model": MODEL, "input": "x"}, 400, None),
+        # Found by the fuzz tier (tests/fuzz/generative): each was a 500 or worse.
+        (
+            CHAT,
+            b'{"model": "tiny-llama", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            400,
+            None,
+        ),
+        ("/v3/completions", b'{"model": "tiny-llama", "prompt": "\\ud800"}', 400, None),
+        ("/v3/completions", {"model": MODEL, "prompt": "", "max_tokens": 3}, 400, "prompt"),
+        (CHAT, {"model": MODEL, "messages": HELLO, "max_tokens": 2**64}, 400, "max_tokens"),
+        (CHAT, {"model": MODEL, "messages": HELLO, "max_completion_tokens": 2**64}, 400, None),
+        (CHAT, {"model": MODEL, "messages": HELLO, "temperature": 1, "seed": 2**70}, 400, "seed"),
+        (CHAT, {"model": MODEL, "messages": HELLO, "temperature": 1, "top_k": 2**70}, 400, "top_k"),
+        (CHAT, {"model": MODEL, "messages": HELLO, "stop": ""}, 400, "stop"),
+        (CHAT, {"model": MODEL, "messages": HELLO, "n": 2, "stop": ["x", ""]}, 400, None),
     ],
 )
 def test_client_mistakes_are_4xx_with_openais_error_object(
@@ -346,6 +368,118 @@ def test_the_openai_client_raises_its_own_errors_for_them(llm_server: RunningSer
         client.chat.completions.create(model="nothing", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL, messages=[], max_tokens=3)
+
+
+def test_max_tokens_past_the_context_is_refused_rather_than_generated(
+    llm_server: RunningServer,
+) -> None:
+    """GenAI would generate past the context (garbage, for minutes with ignore_eos): a limit
+    that does not fit after the prompt is refused, saying how many tokens would."""
+    body = {"model": MODEL, "prompt": "hello", "max_tokens": 100_000, "ignore_eos": True}
+    started = time.monotonic()
+    response = httpx.post(f"{llm_server.rest}/v3/completions", json=body, timeout=30)
+    assert time.monotonic() - started < 5
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "max_tokens"
+    found = re.search(
+        r"past the model's context of 2048 tokens; ask for at most (\d+)$", error["message"]
+    )
+    assert found, error["message"]
+    body["max_tokens"] = int(found[1])  # the rest of the context, which is generated
+    response = httpx.post(f"{llm_server.rest}/v3/completions", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    usage = response.json()["usage"]
+    assert usage["completion_tokens"] == int(found[1])
+    assert usage["prompt_tokens"] + usage["completion_tokens"] == 2048
+
+
+def test_a_temperature_too_small_for_genai_is_greedy_decoding(llm_server: RunningServer) -> None:
+    """GenAI keeps the temperature as a float32: 5e-324 is 0 there, which it refuses for
+    sampling (this was a 400 for a valid request)."""
+    body: dict[str, Any] = {"model": MODEL, "prompt": "the cat", "max_tokens": 8, **FULL_LENGTH}
+    greedy = httpx.post(f"{llm_server.rest}/v3/completions", json={**body, "temperature": 0})
+    tiny = httpx.post(f"{llm_server.rest}/v3/completions", json={**body, "temperature": 5e-324})
+    assert tiny.status_code == 200, tiny.text
+    assert tiny.json()["choices"][0]["text"] == greedy.json()["choices"][0]["text"]
+
+
+def test_wrong_methods_and_unknown_paths_get_openais_error_object(
+    llm_server: RunningServer,
+) -> None:
+    for method, path, status in [
+        ("GET", "/v3/chat/completions", 405),
+        ("PUT", "/v1/embeddings", 405),
+        ("POST", "/v3/models", 405),
+        ("DELETE", "/v3/completions", 405),
+    ]:
+        response = httpx.request(method, llm_server.rest + path, json={})
+        assert response.status_code == status, (method, path, response.text)
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["message"], error
+    # TF-Serving's /v1/models/NAME keeps TF-Serving's error.
+    response = httpx.post(f"{llm_server.rest}/v1/models/{MODEL}")
+    assert response.status_code == 405 and isinstance(response.json()["error"], str)
+
+
+def test_clients_that_go_away_mid_answer_cancel_their_generation_and_log_no_error(
+    llm_server: RunningServer,
+) -> None:
+    """Streamed or not: aiohttp does not cancel a handler whose client left, so the server
+    notices itself, and a closed chat window is no error (it logged a traceback per stream)."""
+    log_before = len(llm_server.log())
+    generated = _metric(llm_server, "kubevino_generated_tokens")
+    for stream in (True, False):
+        body = {"model": MODEL, "prompt": "a long story", "max_tokens": 1900, "stream": stream}
+        payload = json.dumps({**body, **FULL_LENGTH}).encode()
+        head = f"POST /v3/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(payload)}"
+        with socket.create_connection(("127.0.0.1", llm_server.rest_port)) as client:
+            client.sendall(head.encode() + b"\r\n\r\n" + payload)
+            if stream:
+                assert client.recv(4096).startswith(b"HTTP/1.1 200")
+            llm_server.wait_for(
+                lambda: _metric(llm_server, "kubevino_generation_requests_running") == 1, 10, "on"
+            )
+        llm_server.wait_for(
+            lambda: _metric(llm_server, "kubevino_generation_requests_running") == 0,
+            10,
+            "done with the abandoned request",
+        )
+    assert _metric(llm_server, "kubevino_generated_tokens") - generated < 2 * 1900
+    assert "Traceback" not in llm_server.log()[log_before:]
+
+
+def test_a_failed_generation_step_ends_its_requests_and_the_engine_serves_on(
+    gguf: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request GenAI's step fails on (beam search with an empty stop string, which the API
+    now refuses) stayed in the pipeline, failing every step after it until its coroutine got
+    to cancel it: hundreds of failed steps, logged each. The engine cancels it at once."""
+    settings = TextGenerationSettings(cache_size_gb=1)
+    pipeline = genai.ContinuousBatchingPipeline(str(gguf), scheduler_config(settings), "CPU", {})
+    engine = ContinuousBatchingEngine(pipeline)
+    prompt = [48, 49, 50]
+
+    async def failing_then_fine() -> list[int]:
+        broken = pipeline.get_config()
+        broken.num_beams = broken.num_return_sequences = 2
+        broken.max_new_tokens = 1
+        broken.stop_strings = {""}
+        with pytest.raises(ServingError, match="generation failed"):
+            async for _ in engine.submit(prompt, broken).pieces():
+                pass
+        fine = pipeline.get_config()
+        fine.max_new_tokens = 3
+        fine.ignore_eos = True
+        batches = [pieces async for pieces in engine.submit(prompt, fine).pieces()]
+        return [token for pieces in batches for piece in pieces for token in piece.token_ids]
+
+    try:
+        assert len(asyncio.run(failing_then_fine())) == 3
+    finally:
+        engine.close()
+    failed_steps = [r for r in caplog.records if r.getMessage() == "generation step failed"]
+    assert len(failed_steps) == 1
 
 
 def test_kv_cache_precision_u8_serves_from_an_8_bit_cache(gguf: Path, tmp_path: Path) -> None:
@@ -420,6 +554,77 @@ def test_rerank_orders_documents_as_genai_does(tmp_path: Path) -> None:
         wrong = _client(server).chat.completions.create
         with pytest.raises(openai.BadRequestError, match="serves --task rerank"):
             wrong(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+
+
+@pytest.fixture(scope="module")
+def rerank_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_rerank_model(tmp_path_factory.mktemp("rerank"))
+
+
+@pytest.fixture(scope="module")
+def rerank_server(
+    rerank_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    yield from _serve(rerank_model, "rerank", tmp_path_factory.mktemp("rerank-server"))
+
+
+@pytest.fixture(scope="module")
+def embedding_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    model = write_embedding_model(tmp_path_factory.mktemp("embeddings"))
+    yield from _serve(model, "embeddings", tmp_path_factory.mktemp("embedding-server"))
+
+
+def test_a_long_query_with_many_short_documents_is_ranked_pair_by_pair(
+    rerank_server: RunningServer, rerank_model: Path
+) -> None:
+    """GenAI pairs the query with several documents inside the tokenizer, whose pair step
+    writes past its buffer once the query outgrows them: this request aborted the server. Each
+    document is scored alone, as GenAI scores a single pair."""
+    query, documents = "the cat sat on the mat", ["cat", "dog", "mat", "sat", "on"]
+    response = httpx.post(
+        f"{rerank_server.rest}/v3/rerank",
+        json={"model": MODEL, "query": query, "documents": documents},
+    )
+    assert response.status_code == 200, response.text
+    alone = genai.TextRerankPipeline(str(rerank_model), "CPU")
+    expected = sorted(
+        ((index, alone.rerank(query, [doc])[0][1]) for index, doc in enumerate(documents)),
+        key=lambda pair: pair[1],
+        reverse=True,
+    )
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == [index for index, _ in expected]
+    np.testing.assert_allclose(
+        [r["relevance_score"] for r in results], [s for _, s in expected], rtol=1e-5
+    )
+    assert rerank_server.process.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v3/embeddings", {"input": ""}, "input"),
+        # GenAI embedded a batch of empty texts as one vector (one answer for two inputs).
+        ("/v3/embeddings", {"input": ["", ""]}, "input[0]"),
+        ("/v3/embeddings", {"input": ["the cat", "  "]}, "input[1]"),
+        # An empty query with an empty document failed inside GenAI's rerank graph (a 500).
+        ("/v3/rerank", {"query": "", "documents": [""]}, "query"),
+        ("/v3/rerank", {"query": "the cat", "documents": ["mat", " "]}, "documents[1]"),
+    ],
+)
+def test_texts_with_nothing_to_read_are_refused(
+    embedding_server: RunningServer,
+    rerank_server: RunningServer,
+    path: str,
+    body: dict[str, Any],
+    param: str,
+) -> None:
+    server = embedding_server if path.endswith("embeddings") else rerank_server
+    response = httpx.post(server.rest + path, json={"model": MODEL, **body})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert "nothing to" in error["message"]
 
 
 # --- a model that will not load --------------------------------------------------------------

@@ -5,8 +5,8 @@ client mistake a 4xx with OpenAI's error object), responses and stream chunks bu
 from __future__ import annotations
 
 import base64
-import json
 import math
+import re
 import time
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kubevino_runtime.errors import ErrorKind, ServingError
+from kubevino_runtime.jsonbody import parse_json_body
 
 ERROR_TYPES = {
     ErrorKind.NOT_FOUND: "invalid_request_error",
@@ -48,22 +49,41 @@ def error_body(error: ServingError) -> dict[str, Any]:
     }
 
 
-def _no_constants(name: str) -> float:
-    raise RequestError(f"{name} is not a JSON number; send a finite number")
-
-
 def parse_json(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object; NaN and Infinity (which Python's parser would take)
-    are refused like any other malformed JSON."""
-    try:
-        document = json.loads(body, parse_constant=_no_constants)
-    except RequestError:
-        raise
-    except ValueError as error:
-        raise RequestError(f"the request body is not valid JSON: {error}") from None
+    """The request body as a JSON object. What Python's parser would take but JSON is not
+    (NaN, Infinity, nesting deep enough to exhaust its recursion) is refused as malformed, and
+    so is a lone UTF-16 surrogate (``"\\ud800"``): valid JSON escape, but no Unicode text, which
+    the tokenizers cannot encode."""
+    document = parse_json_body(body)
     if not isinstance(document, dict):
         raise RequestError("the request body must be a JSON object")
+    _refuse_lone_surrogates(document)
     return document
+
+
+def _refuse_lone_surrogates(document: dict[str, Any]) -> None:
+    pending: list[Any] = [document]
+    while pending:  # iterative: parse_json_body bounds the depth, not the width
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending += value.keys()
+            pending += value.values()
+        elif isinstance(value, list):
+            pending += value
+        elif isinstance(value, str) and _has_surrogate(value):
+            raise RequestError(
+                f"the request holds a lone UTF-16 surrogate in {value[:40]!r}, which is not "
+                "Unicode text; send text as UTF-8, or escape a character outside the BMP as a "
+                "surrogate pair"
+            )
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class _Strict(BaseModel):
@@ -91,7 +111,13 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
-NonNegative = Annotated[int, Field(ge=0)]
+# GenAI keeps token counts, top_k and the seed as 64-bit unsigned integers (size_t); a larger
+# number is the client's mistake, not a TypeError in the setter.
+UINT64_MAX = 2**64 - 1
+TokenCount = Annotated[int, Field(ge=1, le=UINT64_MAX)]
+# An empty stop string would match before anything, and with beam search (n above 1 without
+# sampling) it makes GenAI's pipeline fail its step and leak KV cache.
+StopString = Annotated[str, Field(min_length=1)]
 
 
 class _Sampling(_Strict):
@@ -100,13 +126,13 @@ class _Sampling(_Strict):
     model: str
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: TokenCount | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
-    top_k: Annotated[int, Field(ge=-1)] | None = None
-    seed: NonNegative | None = None
+    top_k: Annotated[int, Field(ge=-1, le=UINT64_MAX)] | None = None
+    seed: Annotated[int, Field(ge=0, le=UINT64_MAX)] | None = None
     n: Annotated[int, Field(ge=1, le=128)] = 1
-    stop: str | Annotated[list[str], Field(max_length=16)] | None = None
+    stop: StopString | Annotated[list[StopString], Field(max_length=16)] | None = None
     ignore_eos: bool = False
     include_stop_str_in_output: bool = False
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
@@ -131,16 +157,31 @@ class _Sampling(_Strict):
     def token_limit(self) -> int | None:
         return self.max_tokens
 
+    def token_limit_field(self) -> str:
+        return "max_tokens"
+
+    @property
+    def prompt_field(self) -> str:
+        """The field the prompt comes from, for errors about it."""
+        return "prompt"
+
 
 class ChatCompletionRequest(_Sampling):
     messages: Annotated[list[Message], Field(min_length=1)]
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: TokenCount | None = None
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0, le=0)] | None = None  # GenAI gives the chosen one
 
     def token_limit(self) -> int | None:
         # OpenAI's newer name wins over the deprecated one.
         return self.max_completion_tokens or self.max_tokens
+
+    def token_limit_field(self) -> str:
+        return "max_completion_tokens" if self.max_completion_tokens else "max_tokens"
+
+    @property
+    def prompt_field(self) -> str:
+        return "messages"
 
 
 class CompletionRequest(_Sampling):
@@ -174,6 +215,9 @@ class RerankRequest(_Strict):
 
 
 Request = TypeVar("Request", bound=BaseModel)
+# Pydantic names the branch of a union it tried (str, constrained-str, list[str]) among the
+# fields in an error's location; the client's field is the rest.
+_UNION_BRANCH = re.compile(r"^(str|int|float|bool|none|list|dict)$|[\[\-]")
 
 
 def parse_request(kind: type[Request], document: dict[str, Any]) -> Request:
@@ -182,7 +226,8 @@ def parse_request(kind: type[Request], document: dict[str, Any]) -> Request:
         return kind.model_validate(document)
     except ValidationError as error:
         first = error.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
+        fields = [part for part in first["loc"] if not _UNION_BRANCH.search(str(part))]
+        param = ".".join(str(part) for part in fields) or None
         message = first["msg"].removeprefix("Value error, ")
         raise RequestError(f"{param}: {message}" if param else message, param) from None
 

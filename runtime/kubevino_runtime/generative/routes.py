@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ from aiohttp import web
 
 from kubevino_runtime.errors import ServingError
 from kubevino_runtime.generative import openai_protocol as api
+from kubevino_runtime.generative.encoders import NothingToReadError
 from kubevino_runtime.generative.openai_protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -21,12 +22,51 @@ from kubevino_runtime.generative.openai_protocol import (
 )
 from kubevino_runtime.generative.pipelines import MAX_RERANK_DOCUMENTS, TextGenerator
 from kubevino_runtime.generative.service import GenerativeService
-from kubevino_runtime.generative.sse import finish_stream, open_stream, send_event
+from kubevino_runtime.generative.sse import event_stream, finish_stream, send_event
 from kubevino_runtime.generative.text_generation import Generation, Piece
-from kubevino_runtime.protocols.http_common import Handler, read_body
+from kubevino_runtime.protocols.http_common import Handler, read_body, shown_path
 
 log = logging.getLogger("kubevino.generative")
 PREFIXES = ("/v3", "/v3/v1", "/v1")
+ENDPOINTS = ("models", "chat/completions", "completions", "embeddings", "rerank")
+# Sampling this cold is greedy decoding. GenAI keeps the temperature as a float32, where one
+# below about 1e-45 is 0 (which it refuses for sampling) and one a little larger divides the
+# logits into infinities.
+MIN_SAMPLING_TEMPERATURE = 1e-5
+
+
+def is_openai_path(path: str) -> bool:
+    """Whether ``path`` is OpenAI's: all of /v3 is; under /v1 only OpenAI's endpoints are (the
+    rest, /v1/models/NAME included, is TF-Serving's REST API)."""
+    if path == "/v3" or path.startswith("/v3/"):
+        return True
+    return any(path == f"/v1/{endpoint}" for endpoint in ENDPOINTS)
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals on OpenAI's paths (a method the route does not take, no route
+    under /v3) in OpenAI's error object: OpenAI's clients read the message from there."""
+    if not is_openai_path(request.path):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as error:
+        allowed = ", ".join(sorted(error.allowed_methods))
+        message = f"{request.method} is not allowed on {shown_path(request.path)}; use {allowed}"
+        return _framework_error(error, message, {"Allow": error.headers.get("Allow", allowed)})
+    except web.HTTPNotFound as error:
+        message = f"no OpenAI endpoint answers {request.method} {shown_path(request.path)}"
+        return _framework_error(error, message, {})
+
+
+def _framework_error(
+    error: web.HTTPException, message: str, headers: dict[str, str]
+) -> web.Response:
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+    }
+    return web.json_response(body, status=error.status, headers=headers)
 
 
 def _json_errors(handler: Handler) -> Handler:
@@ -129,7 +169,11 @@ class OpenAiRoutes:
         try:
             if body.stream:
                 return await self._stream(request, body, generator, generation, prompt_ids, chat)
-            choices = await _collect(generation, body.n)
+            choices = await _collect(generation, body.n, client_gone=lambda: _gone(request))
+            if choices is None:
+                # Nobody is left to read the answer; the generation is cancelled (finally).
+                # 499 (nginx's "client closed request") is for the record: it goes nowhere.
+                return web.Response(status=499)
         finally:
             generation.cancel()  # a no-op once finished; frees the sequence when the client left
             self.service.count_generation(len(prompt_ids), generation.timing)
@@ -181,7 +225,26 @@ class OpenAiRoutes:
                 **extra,
             }
 
-        response = await open_stream(request)
+        response = event_stream()
+        try:
+            await response.prepare(request)
+            await self._send_events(response, chunk, body, generator, generation, prompt_ids, chat)
+        except ConnectionResetError:
+            # The client went away mid-answer (a chat window closed): no fault of anyone's.
+            # _generate cancels the generation; aiohttp finds the connection gone and closes it.
+            log.debug("a streaming client went away; its generation is cancelled")
+        return response
+
+    async def _send_events(
+        self,
+        response: web.StreamResponse,
+        chunk: Callable[..., dict[str, Any]],
+        body: ChatCompletionRequest | CompletionRequest,
+        generator: TextGenerator,
+        generation: Generation,
+        prompt_ids: list[int],
+        chat: bool,
+    ) -> None:
         texts = [_Detokenizer(generator.tokenizer) for _ in range(body.n)]
         offsets = [0] * body.n
         completion_tokens = 0
@@ -223,7 +286,6 @@ class OpenAiRoutes:
                 response, chunk([], usage=api.usage(len(prompt_ids), completion_tokens))
             )
         await finish_stream(response)
-        return response
 
     # --- encoders ----------------------------------------------------------------------------
 
@@ -233,6 +295,9 @@ class OpenAiRoutes:
         self.service.started()
         try:
             vectors, tokens = await embedder.embed(body.texts())
+        except NothingToReadError as empty:
+            where = "input" if isinstance(body.input, str) else f"input[{empty.index}]"
+            raise _nothing_to_read(where, "embed") from None
         finally:
             self.service.ended()
         return web.json_response(
@@ -254,6 +319,9 @@ class OpenAiRoutes:
         self.service.started()
         try:
             ranked, tokens = await reranker.rerank(body.query, body.documents)
+        except NothingToReadError as empty:
+            where = "query" if empty.index == 0 else f"documents[{empty.index - 1}]"
+            raise _nothing_to_read(where, "rank") from None
         finally:
             self.service.ended()
         results = []
@@ -265,6 +333,14 @@ class OpenAiRoutes:
         return web.json_response(
             {"id": api.new_id("rerank"), "results": results, "usage": {"total_tokens": tokens}}
         )
+
+
+def _nothing_to_read(where: str, verb: str) -> RequestError:
+    return RequestError(
+        f"{where}: the text is empty, or only what the tokenizer drops (spaces, invisible "
+        f"characters): there is nothing to {verb}",
+        where,
+    )
 
 
 def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
@@ -281,17 +357,32 @@ def generation_config(
 ) -> genai.GenerationConfig:
     """The request's sampling settings as GenAI's; what GenAI refuses is the client's mistake."""
     context = generator.context_length
+    if prompt_length == 0:
+        # GenAI cannot start from nothing ("Prompt length cannot be 0").
+        raise RequestError(
+            f"{body.prompt_field}: the prompt encodes to no tokens; give at least one",
+            body.prompt_field,
+        )
     if context is not None and prompt_length >= context:
         raise RequestError(
-            f"the prompt is {prompt_length} tokens; the model's context holds {context}", "messages"
+            f"the prompt is {prompt_length} tokens; the model's context holds {context}",
+            body.prompt_field,
         )
     config = generator.default_config()
     limit = body.token_limit()
+    if limit is not None and context is not None and prompt_length + limit > context:
+        # GenAI would go on past the context (for minutes, with ignore_eos) and write noise.
+        field_name = body.token_limit_field()
+        raise RequestError(
+            f"{field_name}: {limit} tokens after a prompt of {prompt_length} go past the "
+            f"model's context of {context} tokens; ask for at most {context - prompt_length}",
+            field_name,
+        )
     if limit is not None:
         config.max_new_tokens = limit
     elif context is not None:
         config.max_length = context  # until the end of text, or of the context
-    sampling = body.temperature is not None and body.temperature > 0
+    sampling = body.temperature is not None and body.temperature >= MIN_SAMPLING_TEMPERATURE
     config.do_sample = sampling
     if sampling:
         config.temperature = body.temperature or 1.0
@@ -323,16 +414,27 @@ def generation_config(
     return config
 
 
-async def _collect(generation: Generation, n: int) -> list[_Choice]:
+async def _collect(
+    generation: Generation, n: int, *, client_gone: Callable[[], bool]
+) -> list[_Choice] | None:
+    """Every choice's tokens once generated; None as soon as the client has gone away (aiohttp
+    does not cancel a handler whose client left, and generating for nobody wastes the device)."""
     choices = [_Choice() for _ in range(n)]
     pieces: AsyncIterator[list[Piece]] = generation.pieces()
     async for batch in pieces:
+        if client_gone():
+            return None
         for piece in batch:
             choice = choices[piece.index]
             choice.token_ids += piece.token_ids
             choice.log_probs += piece.log_probs
             choice.finish_reason = piece.finish_reason or choice.finish_reason
     return choices
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _logprobs(

@@ -10,16 +10,15 @@ from aiohttp import web
 DONE = b"data: [DONE]\n\n"
 
 
-async def open_stream(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(
+def event_stream() -> web.StreamResponse:
+    """A response for events, to be prepared (its headers sent) before the first one."""
+    return web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",  # proxies must pass each event on at once
         }
     )
-    await response.prepare(request)
-    return response
 
 
 async def send_event(response: web.StreamResponse, payload: dict[str, Any]) -> None:

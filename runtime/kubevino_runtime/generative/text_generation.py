@@ -266,6 +266,12 @@ class ContinuousBatchingEngine:
             for generation in live:
                 ended = generation._handle.get_status() != genai.GenerationStatus.RUNNING
                 generation.notify(ended or error is not None, error)
+            if error is not None:
+                # The failed step's requests stay in the pipeline, and every step fails on them
+                # again until their coroutines (woken on the event loop) cancel them: hundreds
+                # of failed steps. They have ended: cancelled now, the next step drops them.
+                for generation in live:
+                    generation._handle.cancel()
 
 
 # --- one request at a time ------------------------------------------------------------------

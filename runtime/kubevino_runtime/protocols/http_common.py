@@ -44,13 +44,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except web.HTTPMethodNotAllowed as error:
         allowed = ", ".join(sorted(error.allowed_methods))
-        message = f"{request.method} is not allowed on {_shown(request.path)}; use {allowed}"
+        message = f"{request.method} is not allowed on {shown_path(request.path)}; use {allowed}"
         return _json_error(error, message)
     except web.HTTPNotFound as error:
-        return _json_error(error, f"no API answers {request.method} {_shown(request.path)}")
+        return _json_error(error, f"no API answers {request.method} {shown_path(request.path)}")
 
 
-def _shown(path: str) -> str:
+def shown_path(path: str) -> str:
+    """A path for an error message, cut short if a client sent a very long one."""
     return path if len(path) <= 200 else path[:200] + "…"
 
 
