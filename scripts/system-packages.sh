@@ -18,6 +18,7 @@ log() { echo "system-packages: $*" >&2; }
 # ip (network namespaces), nsenter/mount (util-linux), openssl (cluster certificates).
 # Images tier: podman with runc, slirp4netns for published ports, debootstrap for the base image
 # where no registry serves it, uidmap and fuse-overlayfs as podman's storage needs them.
+# Runtime tier: curl, a real client of the streaming OpenAI endpoints (curl -N).
 requirements=(
   "runc runc"
   "/usr/lib/cni/bridge containernetworking-plugins"
@@ -31,6 +32,7 @@ requirements=(
   "newuidmap uidmap"
   "fuse-overlayfs fuse-overlayfs"
   "/etc/ssl/certs/ca-certificates.crt ca-certificates"
+  "curl curl"
 )
 
 present() {

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,6 +231,21 @@ def test_logprobs_are_genais_for_the_chosen_tokens(llm_server: RunningServer) ->
     assert logprobs is not None and logprobs.content is not None
     assert len(logprobs.content) == 6
     assert all(entry.logprob <= 0 for entry in logprobs.content)
+
+
+def test_curl_streams_server_sent_events_that_end_with_done(llm_server: RunningServer) -> None:
+    body = {"model": MODEL, "prompt": "the cat", "max_tokens": 8, "stream": True, **FULL_LENGTH}
+    done = subprocess.run(
+        ["curl", "-sS", "-N", "--fail-with-body", "-H", "Content-Type: application/json",
+         "-d", json.dumps(body), f"{llm_server.rest}/v3/completions"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    events = [line.removeprefix("data: ") for line in done.stdout.splitlines() if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert all(chunk["object"] == "text_completion" for chunk in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert "".join(chunk["choices"][0]["text"] for chunk in chunks)
 
 
 def test_concurrent_requests_are_batched_not_queued(llm_server: RunningServer) -> None:
