@@ -494,8 +494,11 @@ def test_a_version_that_failed_to_load_is_reported_as_model_server_does_and_is_n
     with running_server(args, tmp_path) as server:
 
         def failed() -> bool:
-            status = httpx.get(f"{server.rest}/v1/models/half-broken/versions/2").json()
-            return bool(status["model_version_status"][0]["status"]["error_code"] == "UNKNOWN")
+            response = httpx.get(f"{server.rest}/v1/models/half-broken/versions/2")
+            if response.status_code != 200:
+                return False  # the first scan has not reached version 2 yet
+            status = response.json()["model_version_status"][0]["status"]
+            return bool(status["error_code"] == "UNKNOWN")
 
         server.wait_for(failed, 60, "reporting version 2's failed load")
         client = ovmsclient.make_grpc_client(server.grpc)
