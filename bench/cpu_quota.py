@@ -34,27 +34,13 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.harness.cgroups import cpu_quota
-from tests.runtime.serving import running_server
+from tests.runtime.serving import kserve_binary_request, running_server
 
 from kubevino_runtime.demo_model import INPUT_NAME, sample_input, write_model
 
 
 def _infer_request() -> tuple[bytes, dict[str, str]]:
-    image = sample_input()
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": INPUT_NAME,
-                    "shape": list(image.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": image.nbytes},
-                }
-            ],
-            "parameters": {"binary_data_output": True},
-        }
-    ).encode()
-    return header + image.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
+    return kserve_binary_request(sample_input(), INPUT_NAME)
 
 
 async def saturation(url: str, seconds: float, concurrency: int) -> float:

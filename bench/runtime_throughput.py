@@ -47,7 +47,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.runtime.serving import running_server
+from tests.runtime.serving import kserve_binary_request, running_server
 
 from kubevino_runtime.demo_model import INPUT_NAME, sample_input, write_model
 
@@ -136,22 +136,7 @@ async def rest_calls(
 ) -> int:
     """As grpc_calls, over REST with binary tensors (aiohttp opens a connection per call in
     flight, so ``connections`` is not needed)."""
-    image = sample_input()
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": INPUT_NAME,
-                    "shape": list(image.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": image.nbytes},
-                }
-            ],
-            "parameters": {"binary_data_output": True},
-        }
-    ).encode()
-    body = header + image.tobytes()
-    headers = {"Inference-Header-Content-Length": str(len(header))}
+    body, headers = kserve_binary_request(sample_input(), INPUT_NAME)
     url = f"{base}/v2/models/bench/infer"
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:

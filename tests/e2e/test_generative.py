@@ -26,6 +26,7 @@ from kubevino_runtime.demo_generative import (
 from tests.cluster.conftest import get, wait_until
 from tests.e2e.conftest import MODELS, Cluster
 from tests.e2e.helpers import apply_model, port_forward
+from tests.harness.genai_reference import greedy_chat
 
 pytestmark = pytest.mark.e2e
 
@@ -95,23 +96,12 @@ def _client(local_port: int) -> openai.OpenAI:
     )
 
 
-def _greedy_chat_in_process(model: Path) -> str:
-    pipeline = genai.LLMPipeline(str(model), "CPU")
-    tokenizer = pipeline.get_tokenizer()
-    prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True)
-    ids = tokenizer.encode(prompt, add_special_tokens=False).input_ids
-    config = genai.GenerationConfig(max_new_tokens=TOKENS, do_sample=False, ignore_eos=True)
-    result = pipeline.generate(ids, config)
-    text: str = tokenizer.decode([int(token) for token in result.tokens[0]])
-    return text
-
-
 def test_a_text_generation_model_chats_like_in_process_genai_streamed_or_not(
     operator_installed: Cluster, node_models: Path
 ) -> None:
     e2e = operator_installed
     port = _ready_openai_port(e2e, "tiny-chat", "TextGeneration")
-    expected = _greedy_chat_in_process(node_models / "llm" / LLAMA_FILE)
+    expected = greedy_chat(node_models / "llm" / LLAMA_FILE, MESSAGES, TOKENS)
     settings: dict[str, Any] = {
         "model": "tiny-llama",
         "messages": MESSAGES,

@@ -17,6 +17,7 @@ import openvino_tokenizers
 import pytest
 
 from kubevino_runtime.demo_generative import LLAMA_FILE, write_embedding_model, write_llama_gguf
+from tests.harness.genai_reference import greedy_chat
 from tests.harness.images import ISOLATED, ServingContainer, podman, serving_container
 
 pytestmark = pytest.mark.images
@@ -68,17 +69,6 @@ def _client(container: ServingContainer) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{container.rest}/v3", api_key="unused", max_retries=0)
 
 
-def _greedy_chat_in_process(gguf: Path) -> str:
-    pipeline = genai.LLMPipeline(str(gguf), "CPU")
-    tokenizer = pipeline.get_tokenizer()
-    prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True)
-    ids = tokenizer.encode(prompt, add_special_tokens=False).input_ids
-    config = genai.GenerationConfig(max_new_tokens=TOKENS, do_sample=False, ignore_eos=True)
-    result = pipeline.generate(ids, config)
-    text: str = tokenizer.decode([int(token) for token in result.tokens[0]])
-    return text
-
-
 def test_the_server_images_carry_genai_and_its_tokenizer_ops_at_openvinos_release(
     images: dict[str, str], target: str
 ) -> None:
@@ -106,7 +96,9 @@ def test_a_read_only_gguf_answers_a_chat_with_genais_greedy_text(
         temperature=0,
         extra_body={"ignore_eos": True},
     )
-    assert reply.choices[0].message.content == _greedy_chat_in_process(models / "llm" / LLAMA_FILE)
+    assert reply.choices[0].message.content == greedy_chat(
+        models / "llm" / LLAMA_FILE, MESSAGES, TOKENS
+    )
     assert reply.choices[0].finish_reason == "length"
     assert reply.usage is not None and reply.usage.completion_tokens == TOKENS
     # GenAI opens a GGUF read-write: the server loaded it from a copy in the container's /tmp.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 
 from tests.harness.ports import free_ports
 
@@ -21,6 +24,26 @@ def _with_dev(dev: Path) -> list[str]:
     # unshare and sh both exec: the server keeps the pid Popen knows.
     script = 'mount --rbind "$0" /dev && exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(dev)]
+
+
+def kserve_binary_request(
+    image: npt.NDArray[np.float32], input_name: str = "input"
+) -> tuple[bytes, dict[str, str]]:
+    """A KServe v2 REST infer request with the tensor as binary data, and its headers."""
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": input_name,
+                    "shape": list(image.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": image.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return header + image.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
 
 
 def _in_cgroup(cgroup: Path) -> list[str]:

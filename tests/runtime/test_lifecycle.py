@@ -18,32 +18,15 @@ import pytest
 import tritonclient.grpc as triton_grpc
 
 from kubevino_runtime.demo_model import write_model
-from tests.runtime.serving import RunningServer, running_server
+from tests.runtime.serving import RunningServer, kserve_binary_request, running_server
 
 pytestmark = pytest.mark.runtime
 
 Image = npt.NDArray[np.float32]
 
 
-def _infer_body(image: Image) -> tuple[bytes, dict[str, str]]:
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "input",
-                    "shape": list(image.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": image.nbytes},
-                }
-            ],
-            "parameters": {"binary_data_output": True},
-        }
-    ).encode()
-    return header + image.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
-
-
 async def _burst(url: str, image: Image, count: int) -> list[tuple[int, str]]:
-    body, headers = _infer_body(image)
+    body, headers = kserve_binary_request(image)
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=count)) as client:
         responses = await asyncio.gather(
             *(client.post(url, content=body, headers=headers) for _ in range(count))
@@ -122,7 +105,7 @@ def test_a_request_still_uploading_when_its_version_is_replaced_runs_on_that_ver
     args = ["--model_path", str(base), "--model_name", "swap"]
     with running_server(args, tmp_path) as server:
         server.wait_ready()
-        body, headers = _infer_body(image)
+        body, headers = kserve_binary_request(image)
         host, port = server.rest.removeprefix("http://").rsplit(":", 1)
         head = "".join(
             [
@@ -171,7 +154,7 @@ def test_overload_is_refused_as_retriable_and_the_server_recovers(
         refused = statuses.count(503)
         failures = 'ovms_requests_fail{api="KServe",interface="REST",method="ModelInfer"'
         assert _metric(server, failures) == refused
-        body, headers = _infer_body(image)
+        body, headers = kserve_binary_request(image)
         after = httpx.post(f"{server.rest}/v2/models/busy/infer", content=body, headers=headers)
         assert after.status_code == 200  # recovered once the burst is over
         assert server.process.poll() is None
@@ -274,7 +257,7 @@ def test_config_file_serves_several_models_and_reloads_on_change(
         write(["first", "third"])
         server.wait_for(lambda: _versions(server, "third") == ["1"], 30, "serving third")
         server.wait_for(lambda: _versions(server, "second") == [], 30, "dropping second")
-        body, headers = _infer_body(image)
+        body, headers = kserve_binary_request(image)
         response = httpx.post(f"{server.rest}/v2/models/third/infer", content=body, headers=headers)
         assert response.status_code == 200
         config.write_text("{broken")
