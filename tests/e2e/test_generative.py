@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import numpy as np
 import openai
 import openvino_genai as genai
@@ -22,11 +23,12 @@ from kubevino_runtime.demo_generative import (
     LLAMA_FILE,
     write_embedding_model,
     write_llama_gguf,
+    write_rerank_model,
 )
 from tests.cluster.conftest import get, wait_until
 from tests.e2e.conftest import MODELS, Cluster
 from tests.e2e.helpers import apply_model, port_forward
-from tests.harness.genai_reference import greedy_chat
+from tests.harness.genai_reference import greedy_chat, greedy_completion
 
 pytestmark = pytest.mark.e2e
 
@@ -36,17 +38,19 @@ MESSAGES: list[Any] = [
     {"role": "user", "content": "what is the capital of france"},
 ]
 TEXTS = ["the cat sat on the mat", "paris is the capital of france"]
+PROMPT = "the capital of france is"
 LLAMA_CONTEXT = 2048  # what write_llama_gguf writes into the GGUF's metadata
 
 
 @pytest.fixture(scope="module")
 def node_models(operator_installed: Cluster) -> Iterator[Path]:
-    """The two models on the node, readable by the pods' non-root user; both InferenceModels
+    """The three models on the node, readable by the pods' non-root user; the InferenceModels
     are applied at once so that their pods start side by side."""
     e2e = operator_installed
     root = e2e.directory / "generative"
     write_llama_gguf(root / "llm")  # the GGUF alone: the server finds it in the directory
     write_embedding_model(root / "embeddings")
+    write_rerank_model(root / "rerank")
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     apply_model(e2e.plane, "tiny-chat", MODELS, {
@@ -61,8 +65,13 @@ def node_models(operator_installed: Cluster) -> Iterator[Path]:
         "device": {"targetDevice": "CPU"},
         "generation": {"embeddings": {"pooling": "MEAN", "normalize": False}},
     })  # fmt: skip
+    apply_model(e2e.plane, "tiny-rerank", MODELS, {
+        "model": {"name": "tiny-rerank", "task": "Rerank",
+                  "source": {"hostPath": {"path": str(root / "rerank")}}},
+        "device": {"targetDevice": "CPU"},
+    })  # fmt: skip
     yield root
-    for name in ("tiny-chat", "tiny-embeddings"):
+    for name in ("tiny-chat", "tiny-embeddings", "tiny-rerank"):
         e2e.plane.kubectl("delete", "inferencemodel", name, "-n", MODELS, "--wait=true",
                           check=False)  # fmt: skip
 
@@ -119,6 +128,12 @@ def test_a_text_generation_model_chats_like_in_process_genai_streamed_or_not(
                 **settings, stream=True, stream_options={"include_usage": True}
             )
         )
+        completion = client.completions.create(
+            model="tiny-llama", prompt=PROMPT, max_tokens=TOKENS, temperature=0,
+            extra_body={"ignore_eos": True},
+        )  # fmt: skip
+    llama = node_models / "llm" / LLAMA_FILE
+    assert completion.choices[0].text == greedy_completion(llama, PROMPT, TOKENS)
     assert whole.choices[0].message.content == expected
     assert whole.choices[0].finish_reason == "length"
     assert whole.usage is not None and whole.usage.completion_tokens == TOKENS
@@ -154,3 +169,25 @@ def test_an_embeddings_model_embeds_like_in_process_genai_with_its_settings(
     expected = local_pipeline.embed_documents(TEXTS)
     np.testing.assert_allclose([item.embedding for item in served.data], expected, rtol=1e-5)
     assert not np.isclose(np.linalg.norm(expected[0]), 1.0)  # the settings reached the server
+
+
+def test_a_rerank_model_orders_documents_like_in_process_genai(
+    operator_installed: Cluster, node_models: Path
+) -> None:
+    e2e = operator_installed
+    port = _ready_openai_port(e2e, "tiny-rerank", "Rerank")
+    query, documents = "the cat", ["the dog sat", "paris is the capital", "cat on the mat"]
+    with port_forward(e2e.plane, MODELS, "service/tiny-rerank", port) as (local,):
+        # Cohere's shape, as Model Server serves it; the openai client has no rerank call.
+        response = httpx.post(
+            f"http://127.0.0.1:{local}/v3/rerank",
+            json={"model": "tiny-rerank", "query": query, "documents": documents},
+            timeout=30,
+        )
+    assert response.status_code == 200, response.text
+    expected = genai.TextRerankPipeline(str(node_models / "rerank"), "CPU").rerank(query, documents)
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == [index for index, _ in expected]
+    np.testing.assert_allclose(
+        [r["relevance_score"] for r in results], [score for _, score in expected], rtol=1e-5
+    )
