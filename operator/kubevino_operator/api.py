@@ -674,6 +674,14 @@ class TextGenerationSpec(ApiModel):
         "draft_source_model). Needs serving.runtime ModelServer: kubevino-serve does not "
         "implement it. Continuous batching only.",
     )
+    chat_template: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=65536,
+        description="A Jinja chat template used instead of the model's own (what Model Server "
+        "reads from chat_template.jinja in the model directory). kubevino runtime only: the "
+        "stock Model Server reads it from the model directory alone, so put the file there.",
+    )
 
 
 # What only continuous batching has: NPU's static pipeline would ignore them, so they are refused
@@ -1009,6 +1017,17 @@ def _generation_rules() -> tuple[Rule, ...]:
             "draftModel (kubevino-serve does not implement it)",
             holds=lambda s: (
                 "draftModel" not in _text_settings(s) or s.serving.runtime == "ModelServer"
+            ),
+        ),
+        Rule(
+            cel=f"!({_TEXT_CEL} && has({_TEXT}.chatTemplate)) || !has(self.serving) || "
+            "!has(self.serving.runtime) || self.serving.runtime != 'ModelServer'",
+            message="generation.textGeneration.chatTemplate is the kubevino runtime's: the stock "
+            "Model Server reads a chat template only from chat_template.jinja in the model "
+            "directory, so put the file there and remove chatTemplate, or leave "
+            "serving.runtime at Auto or Kubevino",
+            holds=lambda s: (
+                "chatTemplate" not in _text_settings(s) or s.serving.runtime != "ModelServer"
             ),
         ),
     )

@@ -121,12 +121,25 @@ def _json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
 
+# The name Model Server gives a chat template beside the model; the pod reads it from /config.
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+
+def _chat_template(model: InferenceModel) -> str | None:
+    generation = model.spec.generation
+    text = generation.text_generation if generation else None
+    return text.chat_template if text is not None else None
+
+
 def _config_map(model: InferenceModel) -> dict[str, Any]:
     data: dict[str, str] = {}
     # A generative model is described on the command line alone: both runtimes refuse
     # --task with --config_path.
     if model.spec.model.task == "Tensor":
         data["config.json"] = _json(model_server_config(model))
+    template = _chat_template(model)
+    if template is not None:
+        data[CHAT_TEMPLATE_FILE] = template
     expected = checksums(model)
     if expected:
         data["sha256.json"] = _json(expected)
@@ -409,6 +422,9 @@ def _generative_server_args(
     if delivery.cache_dir:
         args += ["--cache_dir", CACHE_DIR]
     args += generation_flags(model)
+    if _chat_template(model) is not None:
+        # kubevino-serve's own flag (admission keeps chatTemplate off the ModelServer runtime).
+        args += ["--chat_template_file", f"{CONFIG_DIR}/{CHAT_TEMPLATE_FILE}"]
     properties = generative_plugin_config(model)
     if properties:
         args += ["--plugin_config", json.dumps(properties, separators=(",", ":"))]

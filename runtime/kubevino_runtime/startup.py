@@ -50,6 +50,7 @@ KUBEVINO_FLAGS: Final = (
     "--shutdown_grace_seconds",
     "--model_wait_seconds",
     "--workers",
+    "--chat_template_file",
 )
 # Model flags that describe the one model of a command line without config.json.
 MODEL_FLAGS: Final = (*IR_MODEL_FLAGS, "target_device", "plugin_config")
@@ -157,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="exit (code 1, reason in the termination message) when a model is still missing "
         "or failed this long after start; default: wait for the files like Model Server",
+    )
+    own.add_argument(
+        "--chat_template_file",
+        help="with --task text_generation: a Jinja chat template used instead of the model's "
+        "(Model Server reads one only from chat_template.jinja in the model directory, which "
+        "kubevino-serve honours too; this flag names one anywhere, e.g. a mounted ConfigMap)",
     )
     own.add_argument(
         "--workers",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -145,6 +146,60 @@ def test_chat_completion_is_greedy_genai_on_the_chat_template(
     assert reply.usage is not None
     assert reply.usage.completion_tokens == TOKENS
     assert reply.usage.prompt_tokens == len(_ids(tokenizer, prompt, special=False))
+
+
+# A template no model has: the answer tells whether it was the one applied.
+CUSTOM_TEMPLATE = (
+    "{% for message in messages %}<<{{ message['role'] }}>> {{ message['content'] }}\n"
+    "{% endfor %}{% if add_generation_prompt %}<<assistant>>{% endif %}"
+)
+
+
+def _chat_with(server: RunningServer, messages: list[Any]) -> str:
+    reply = _client(server).chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=TOKENS, temperature=0, extra_body=FULL_LENGTH
+    )
+    return reply.choices[0].message.content or ""
+
+
+def _greedy_chat_on(gguf: Path, template: str, messages: list[Any]) -> str:
+    tokenizer = _tokenizer(gguf)
+    prompt = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, chat_template=template
+    )
+    assert prompt.startswith("<<user>> ")  # the custom template, not the model's
+    return tokenizer.decode(
+        _greedy_in_process(gguf, _ids(tokenizer, prompt, special=False), TOKENS)
+    )
+
+
+def test_a_chat_template_file_or_chat_template_jinja_beside_the_model_replaces_the_models(
+    gguf: Path, tmp_path: Path
+) -> None:
+    messages: list[Any] = [{"role": "user", "content": "what is the capital of france"}]
+    expected = _greedy_chat_on(gguf, CUSTOM_TEMPLATE, messages)
+    template = tmp_path / "template.jinja"
+    template.write_text(CUSTOM_TEMPLATE)
+    flagged = ("--chat_template_file", str(template), "--enable_prefix_caching", "false")
+    for server in _serve(gguf, "text_generation", tmp_path, *flagged):
+        assert _chat_with(server, messages) == expected
+    beside = tmp_path / "with-template"
+    beside.mkdir()
+    shutil.copy(gguf, beside / gguf.name)
+    (beside / "chat_template.jinja").write_text(CUSTOM_TEMPLATE)  # Model Server's rule
+    for server in _serve(beside, "text_generation", tmp_path, "--enable_prefix_caching", "false"):
+        assert _chat_with(server, messages) == expected
+
+
+def test_an_unreadable_chat_template_stops_the_start_and_says_which(
+    gguf: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere.jinja"
+    args = ["--task", "text_generation", "--model_path", str(gguf), "--model_name", MODEL,
+            "--chat_template_file", str(missing)]  # fmt: skip
+    with running_server(args, tmp_path, wait_live=False) as server:
+        assert server.process.wait(60) == 1
+    assert f"chat template {missing} cannot be read" in server.termination_log.read_text()
 
 
 def test_completion_streams_what_the_whole_answer_says_then_usage_and_done(

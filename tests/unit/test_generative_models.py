@@ -177,6 +177,18 @@ def test_kubevino_serve_would_refuse_the_draft_model_admission_keeps_from_it() -
         )
 
 
+def test_a_chat_template_goes_to_the_config_map_and_kubevino_serve_reads_it_there() -> None:
+    template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    result = rendered(
+        generative("TextGeneration", generation={"textGeneration": {"chatTemplate": template}})
+    )
+    config = find(result, "ConfigMap")["data"]
+    assert config == {"chat_template.jinja": template}
+    args = server(result)["args"]
+    assert flag(args, "--chat_template_file") == "/config/chat_template.jinja"
+    kubevino_serve_accepts(args, "CPU")
+
+
 def test_probes_and_service_are_the_same_for_every_task() -> None:
     """/v2/health/ready turns true once the pipeline has loaded, in both runtimes; the OpenAI
     API is plain HTTP on the REST port, so the port keeps its name."""
@@ -290,6 +302,14 @@ REFUSED = [
         {"generation": {"textGeneration": {"kvCachePrecision": "f16"}}},
         "TextGeneration",
         "Input should be 'u8'",
+    ),
+    (
+        {
+            "generation": {"textGeneration": {"chatTemplate": "{{ messages }}"}},
+            "serving": {"runtime": "ModelServer"},
+        },
+        "TextGeneration",
+        "put the file there and remove chatTemplate",
     ),
 ]
 

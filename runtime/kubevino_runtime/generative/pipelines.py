@@ -134,6 +134,13 @@ def _text_generator_from(
         tokenizer = llm.get_tokenizer()
         default_config = llm.get_generation_config
         batching = False
+    if text.chat_template is not None:
+        # The tokenizer's own chat template is replaced for every request: it is the one the
+        # routes apply (the pipeline itself never applies a template to token ids).
+        tokenizer.set_chat_template(text.chat_template)
+        log.info(
+            "chat template: the one given (%d characters), not the model's", len(text.chat_template)
+        )
     log.info(
         "text generation on %s with %s (context %s tokens)",
         device,

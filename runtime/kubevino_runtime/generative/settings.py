@@ -49,6 +49,7 @@ class TextGenerationSettings:
     dynamic_split_fuse: bool = True
     kv_cache_precision: str | None = None
     max_prompt_len: int | None = None
+    chat_template: str | None = None  # None: the model's own
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,13 @@ class GenerativeSettings:
     text: TextGenerationSettings
     embedding: EmbeddingSettings
     gguf_filename: str | None = None  # a .gguf file inside model_path, as Model Server's flag
+    chat_template_file: str | None = None  # kubevino-serve's --chat_template_file
     # Threads for a CPU pipeline when a CPU quota allows fewer than the cpuset (cpulimits).
     cpu_thread_cap: int | None = None
 
+
+# Model Server's name for a chat template beside the model, replacing the model's own.
+CHAT_TEMPLATE_FILE: Final = "chat_template.jinja"
 
 # The flags that belong to one task, with the attribute argparse stores them under.
 TEXT_FLAGS: Final = (
@@ -83,6 +88,7 @@ TEXT_FLAGS: Final = (
     "kv_cache_precision",
     "max_prompt_len",
     "gguf_filename",
+    "chat_template_file",
 )
 EMBEDDING_FLAGS: Final = ("normalize", "pooling")
 # Model flags that describe an OpenVINO IR model served over KServe, not a generative pipeline
@@ -198,6 +204,7 @@ def settings_from_args(args: argparse.Namespace, cache_dir: str | None) -> Gener
         text=text,
         embedding=embedding,
         gguf_filename=args.gguf_filename,
+        chat_template_file=args.chat_template_file,
     )
 
 
@@ -209,7 +216,24 @@ def locate_model(settings: GenerativeSettings) -> GenerativeSettings:
         location = model_location(settings.model_path, settings.task.value, settings.gguf_filename)
     except LayoutError as error:
         raise ConfigError(f"model {settings.model_name}: {error}") from None
-    return replace(settings, model_path=location, gguf_filename=None)
+    text = replace(settings.text, chat_template=_chat_template(settings, location))
+    return replace(settings, model_path=location, gguf_filename=None, text=text)
+
+
+def _chat_template(settings: GenerativeSettings, location: Path) -> str | None:
+    """--chat_template_file's text, else Model Server's chat_template.jinja beside the model,
+    else None (the model's own template)."""
+    named = settings.chat_template_file
+    beside = (location if location.is_dir() else location.parent) / CHAT_TEMPLATE_FILE
+    path = Path(named) if named else beside if beside.is_file() else None
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"model {settings.model_name}: chat template {path} cannot be read: {error}"
+        ) from None
 
 
 def _default(value: bool | None, default: bool) -> bool:
