@@ -168,9 +168,10 @@ def _greedy_chat_on(gguf: Path, template: str, messages: list[Any]) -> str:
         messages, add_generation_prompt=True, chat_template=template
     )
     assert prompt.startswith("<<user>> ")  # the custom template, not the model's
-    return tokenizer.decode(
+    text: str = tokenizer.decode(
         _greedy_in_process(gguf, _ids(tokenizer, prompt, special=False), TOKENS)
     )
+    return text
 
 
 def test_a_chat_template_file_or_chat_template_jinja_beside_the_model_replaces_the_models(
