@@ -64,6 +64,8 @@ from tests.harness.ports import free_ports
 from tests.runtime.serving import running_server
 
 from kubevino_runtime.demo_generative import WORDS, write_llama_gguf
+from kubevino_runtime.generative.pipelines import scheduler_config
+from kubevino_runtime.generative.settings import TextGenerationSettings
 
 MODEL_NAME: Final = "bench"
 DEVICE: Final = "CPU"
@@ -115,14 +117,16 @@ class Scheduler:
     dynamic_split_fuse: bool
 
     def config(self) -> genai.SchedulerConfig:
-        config = genai.SchedulerConfig()
-        config.max_num_seqs = self.max_num_seqs
-        config.cache_size = self.cache_size_gb
-        config.enable_prefix_caching = self.enable_prefix_caching
-        config.dynamic_split_fuse = self.dynamic_split_fuse
-        if self.max_num_batched_tokens is not None:
-            config.max_num_batched_tokens = self.max_num_batched_tokens
-        return config
+        """The server's own translation of these settings, for the in-process side."""
+        return scheduler_config(
+            TextGenerationSettings(
+                max_num_seqs=self.max_num_seqs,
+                cache_size_gb=self.cache_size_gb,
+                max_num_batched_tokens=self.max_num_batched_tokens,
+                enable_prefix_caching=self.enable_prefix_caching,
+                dynamic_split_fuse=self.dynamic_split_fuse,
+            )
+        )
 
     def serve_flags(self) -> list[str]:
         flags = [
