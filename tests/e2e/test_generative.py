@@ -81,7 +81,7 @@ def _ready_openai_port(e2e: Cluster, name: str, task: str) -> int:
     (the Service's) it returns."""
     waited = e2e.plane.kubectl(
         "wait", "--for=condition=Ready", f"inferencemodel/{name}", "-n", MODELS,
-        "--timeout=300s", check=False,
+        "--timeout=300s", check=False, timeout=330,
     )  # fmt: skip
     assert waited.returncode == 0, (
         waited.stderr

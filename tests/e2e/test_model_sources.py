@@ -83,7 +83,7 @@ def _serves(e2e: Cluster, name: str) -> None:
     """Ready, and a real client gets answers through the Service."""
     waited = e2e.plane.kubectl(
         "wait", "--for=condition=Ready", f"inferencemodel/{name}", "-n", MODELS,
-        "--timeout=240s", check=False,
+        "--timeout=240s", check=False, timeout=270,
     )  # fmt: skip
     assert waited.returncode == 0, e2e.plane.kubectl("describe", "inferencemodel", name,
                                                     "-n", MODELS).stdout  # fmt: skip

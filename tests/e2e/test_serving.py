@@ -41,7 +41,7 @@ def test_a_cpu_model_serves_real_clients_once_ready(operator_installed: Cluster)
     e2e.plane.kubectl("apply", "-f", "-", stdin=_model("classifier", str(base)))
     waited = e2e.plane.kubectl(
         "wait", "--for=condition=Ready", "inferencemodel/classifier", "-n", MODELS,
-        "--timeout=300s", check=False,
+        "--timeout=300s", check=False, timeout=330,
     )  # fmt: skip
     assert waited.returncode == 0, (
         waited.stderr

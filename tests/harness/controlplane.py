@@ -398,6 +398,7 @@ class ControlPlane:
         kubeconfig: Path | None = None,
         check: bool = True,
         stdin: str | None = None,
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [
@@ -410,7 +411,7 @@ class ControlPlane:
             capture_output=True,
             text=True,
             check=False,
-            timeout=120,
+            timeout=timeout,
         )
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
