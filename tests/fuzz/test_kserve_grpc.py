@@ -25,20 +25,19 @@ from tritonclient.grpc import service_pb2 as pb
 from tests.fuzz.budget import fuzz
 from tests.fuzz.catalog import (
     ServedVersion,
-    arrays_equal,
     check_outputs_match_metadata,
     read_catalog,
     valid_inputs,
 )
+from tests.fuzz.infer_case import check_infer_case
 from tests.fuzz.known_valid import grpc_outputs
 from tests.fuzz.models import Arrays, Reference
-from tests.fuzz.properties import PropertyViolationError, call_grpc
+from tests.fuzz.properties import call_grpc
 from tests.fuzz.sentinel import Sentinel
 from tests.fuzz.strategies import (
     KNOWN_NAMES,
     KSERVE_DATATYPES,
     ODD_TEXT,
-    damaged_message,
     hostile_names,
     hostile_versions,
     message_bodies,
@@ -267,19 +266,16 @@ def test_model_infer_requests_get_a_client_status_or_the_right_answer(
     catalog: tuple[ServedVersion, ...],
     sentinel: Sentinel,
 ) -> None:
-    request, addressed, expected_inputs = data.draw(model_infer_requests(catalog), label="case")
-    body = request.SerializeToString()
-    if data.draw(st.integers(0, 5), label="damage?") == 0:
-        body = data.draw(damaged_message(body, BAD_UTF8_NAME), label="damaged")
-        expected_inputs = None
-    response = call_grpc(channel, MODEL_INFER, body, infer_well_formed(catalog))
-    if expected_inputs is not None and addressed is not None:
-        if response is None:
-            raise PropertyViolationError(f"a valid ModelInfer was refused: {request}")
-        got = grpc_outputs(pb.ModelInferResponse.FromString(response))
-        expected = reference.outputs(addressed.model, addressed.version, expected_inputs)
-        if not arrays_equal(got, expected):
-            raise PropertyViolationError(f"{request}: answered {got}, OpenVINO computes {expected}")
+    check_infer_case(
+        data,
+        channel,
+        reference,
+        data.draw(model_infer_requests(catalog), label="case"),
+        method=MODEL_INFER,
+        bad_utf8_name=BAD_UTF8_NAME,
+        well_formed=infer_well_formed(catalog),
+        outputs=lambda response: grpc_outputs(pb.ModelInferResponse.FromString(response)),
+    )
     sentinel.after_case()
 
 
