@@ -85,17 +85,17 @@ def read_cgroup_quota(root: Path = Path("/")) -> CgroupQuota | None:
         hierarchy, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
         if hierarchy == "0" and controllers == "":
-            mount = _mount_point(mounts, "cgroup2", None)
+            mount = cgroup_mount(mounts, "cgroup2", None)
             if mount is not None:
                 found += _walk(root, mount, path, _v2_quota)
         elif "cpu" in controllers.split(","):
-            mount = _mount_point(mounts, "cgroup", "cpu")
+            mount = cgroup_mount(mounts, "cgroup", "cpu")
             if mount is not None:
                 found += _walk(root, mount, path, _v1_quota)
     return min(found, key=lambda quota: quota.cpus, default=None)
 
 
-def _mount_point(mountinfo: str, fstype: str, controller: str | None) -> tuple[str, str] | None:
+def cgroup_mount(mountinfo: str, fstype: str, controller: str | None) -> tuple[str, str] | None:
     """(mount point, the cgroup path mounted there) of the first matching cgroup mount."""
     for line in mountinfo.splitlines():
         fields, _, tail = line.partition(" - ")

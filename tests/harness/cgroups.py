@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from kubevino_runtime.cpulimits import cgroup_mount
+
 PERIOD_US = 100_000
 
 
@@ -17,14 +19,13 @@ class NoCpuControllerError(RuntimeError):
 
 def cpu_hierarchy() -> tuple[Path, str] | None:
     """Where a cgroup with a CPU quota can be made here: (directory, cgroup version)."""
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields, _, tail = line.partition(" - ")
-        point = Path(fields.split()[4])
-        fstype, _, options = tail.split()[:3]
-        if fstype == "cgroup" and "cpu" in options.split(","):
-            return point, "v1"
-        if fstype == "cgroup2" and "cpu" in (point / "cgroup.controllers").read_text().split():
-            return point, "v2"
+    mountinfo = Path("/proc/self/mountinfo").read_text()
+    v1 = cgroup_mount(mountinfo, "cgroup", "cpu")
+    if v1 is not None:
+        return Path(v1[0]), "v1"
+    v2 = cgroup_mount(mountinfo, "cgroup2", None)
+    if v2 is not None and "cpu" in (Path(v2[0]) / "cgroup.controllers").read_text().split():
+        return Path(v2[0]), "v2"
     return None
 
 
