@@ -40,6 +40,38 @@ def apply_model(plane: ControlPlane, name: str, namespace: str, spec: dict[str, 
     plane.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
 
 
+def host_path_claim(plane: ControlPlane, namespace: str, name: str, path: Path, mode: str) -> str:
+    """A hostPath-backed PersistentVolume bound to a user's claim ``name`` in ``namespace``;
+    the volume's name (cluster-scoped: the caller deletes it)."""
+    volume_name = f"{namespace}-{name}"
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": volume_name},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": [mode],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(path), "type": "Directory"},
+        },
+    }
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "accessModes": [mode],
+            "storageClassName": "",
+            "volumeName": volume_name,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    for obj in (volume, claim):
+        plane.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
+    return volume_name
+
+
 def node_model_directory(root: Path, name: str = "classifier") -> Path:
     """The bundled model in Model Server's layout, readable by the pods' non-root user."""
     base = root / name

@@ -22,14 +22,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cluster.conftest import condition, get, wait_until
 from tests.e2e.conftest import Cluster
-from tests.e2e.helpers import apply_model, node_model_directory
+from tests.e2e.helpers import apply_model, host_path_claim, node_model_directory
 from tests.harness.controlplane import REPO
 
 pytestmark = pytest.mark.e2e
@@ -116,7 +115,7 @@ def dra_driver(operator_installed: Cluster) -> Iterator[RunningDriver]:
         yield driver
     finally:
         e2e.plane.kubectl("delete", "namespace", NAMESPACE, "--wait=true", check=False)
-        e2e.plane.kubectl("delete", "persistentvolume", MODELS_CLAIM, check=False)
+        e2e.plane.kubectl("delete", "persistentvolume", f"{NAMESPACE}-{MODELS_CLAIM}", check=False)
         e2e.plane.kubectl("delete", "resourceslice", f"{e2e.node.name}-{DRIVER}", check=False)
         e2e.plane.kubectl("delete", "deviceclass", DRIVER, check=False)
         process.terminate()
@@ -124,41 +123,14 @@ def dra_driver(operator_installed: Cluster) -> Iterator[RunningDriver]:
         fake.unlink(missing_ok=True)
 
 
-def _models_volume(e2e: Cluster, directory: Path) -> None:
-    """The model through a PersistentVolumeClaim: restricted Pod Security admits no hostPath
-    volume in the pod (a PersistentVolume may still be one)."""
-    volume = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": MODELS_CLAIM},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadOnlyMany"],
-            "storageClassName": "manual",
-            "persistentVolumeReclaimPolicy": "Retain",
-            "hostPath": {"path": str(directory), "type": "Directory"},
-        },
-    }
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": MODELS_CLAIM, "namespace": NAMESPACE},
-        "spec": {
-            "accessModes": ["ReadOnlyMany"],
-            "storageClassName": "manual",
-            "volumeName": MODELS_CLAIM,
-            "resources": {"requests": {"storage": "1Gi"}},
-        },
-    }
-    for obj in (volume, claim):
-        e2e.plane.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
-
-
 def test_a_claim_model_gets_its_allocated_device_owned_by_its_own_user(
     operator_installed: Cluster, dra_driver: RunningDriver
 ) -> None:
     e2e = operator_installed
-    _models_volume(e2e, node_model_directory(e2e.directory / "dra-models"))
+    # Restricted Pod Security admits no hostPath volume in the pod (a PersistentVolume may
+    # still be one): the model comes through a claim.
+    models = node_model_directory(e2e.directory / "dra-models")
+    host_path_claim(e2e.plane, NAMESPACE, MODELS_CLAIM, models, "ReadOnlyMany")
     apply_model(e2e.plane, NAME, NAMESPACE, {
         "model": {"name": "classifier", "source": {"pvc": {"claimName": MODELS_CLAIM}}},
         "device": {"targetDevice": "AUTO:GPU,CPU", "accessMode": "ResourceClaim",

@@ -23,7 +23,13 @@ import pytest
 
 from tests.cluster.conftest import condition, get, wait_until
 from tests.e2e.conftest import MODELS, Cluster
-from tests.e2e.helpers import apply_model, node_model_directory, port_forward, run_clients
+from tests.e2e.helpers import (
+    apply_model,
+    host_path_claim,
+    node_model_directory,
+    port_forward,
+    run_clients,
+)
 from tests.harness.images import podman
 from tests.harness.ports import free_ports
 from tests.harness.stores import FileServer, Minio, file_server, minio_server, model_archive
@@ -151,47 +157,12 @@ def test_s3_on_minio_with_keys_from_a_secret(operator_installed: Cluster, stores
     _delete(e2e, "from-s3", "s3-denied")
 
 
-def _host_path_claim(e2e: Cluster, name: str, path: Path, mode: str) -> None:
-    """A hostPath-backed PersistentVolume bound to a user's claim of the same name."""
-    volume = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": f"{MODELS}-{name}"},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": [mode],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": str(path), "type": "Directory"},
-        },
-    }
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": MODELS},
-        "spec": {
-            "accessModes": [mode],
-            "storageClassName": "",
-            "volumeName": f"{MODELS}-{name}",
-            "resources": {"requests": {"storage": "1Gi"}},
-        },
-    }
-    for obj in (volume, claim):
-        e2e.plane.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
-
-    def bound() -> bool:
-        found = get(e2e.plane, "pvc", name, MODELS) or {}
-        return bool((found.get("status") or {}).get("phase") == "Bound")
-
-    wait_until(bound, 60, f"PVC {name} bound")
-
-
 def test_a_users_pvc_is_served_read_only_and_left_intact(
     operator_installed: Cluster, stores: Stores
 ) -> None:
     e2e = operator_installed
     volume_root = stores.model.parent
-    _host_path_claim(e2e, "user-models", volume_root, "ReadOnlyMany")
+    host_path_claim(e2e.plane, MODELS, "user-models", volume_root, "ReadOnlyMany")
     _apply(e2e, "from-pvc", {"source": {"pvc": {"claimName": "user-models",
                                                 "subPath": stores.model.name}}})  # fmt: skip
     message = _loaded(e2e, "from-pvc", "True", "Loaded")
@@ -213,7 +184,7 @@ def test_two_replicas_share_one_download_and_the_compiled_cache(
     store = e2e.directory / "sources" / "store"
     store.mkdir(mode=0o777)
     store.chmod(0o777)
-    _host_path_claim(e2e, "model-store", store, "ReadWriteMany")
+    host_path_claim(e2e.plane, MODELS, "model-store", store, "ReadWriteMany")
     before = stores.http.requests().count("GET /classifier.tar.gz")
     _apply(
         e2e,
@@ -246,7 +217,7 @@ def test_a_full_cache_volume_is_no_space(operator_installed: Cluster, stores: St
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0777", "tmpfs", str(tiny)],
                    check=True)  # fmt: skip
     try:
-        _host_path_claim(e2e, "tiny-store", tiny, "ReadWriteMany")
+        host_path_claim(e2e.plane, MODELS, "tiny-store", tiny, "ReadWriteMany")
         source = {"http": {"url": f"{stores.http.url}/classifier.tar.gz"}}
         _apply(e2e, "no-space", {"source": source, "cache": {"claimName": "tiny-store"}})
         message = _loaded(e2e, "no-space", "False", "NoSpace", timeout=120)
