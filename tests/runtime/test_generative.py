@@ -494,11 +494,20 @@ def test_wrong_methods_and_unknown_paths_get_openais_error_object(
     assert response.status_code == 405 and isinstance(response.json()["error"], str)
 
 
+def _idle(server: RunningServer) -> bool:
+    """No generation running or waiting in the pipeline."""
+    running = _metric(server, "kubevino_generation_requests_running")
+    return running == 0 and _metric(server, "kubevino_generation_requests_waiting") == 0
+
+
 def test_clients_that_go_away_mid_answer_cancel_their_generation_and_log_no_error(
     llm_server: RunningServer,
 ) -> None:
     """Streamed or not: aiohttp does not cancel a handler whose client left, so the server
     notices itself, and a closed chat window is no error (it logged a traceback per stream)."""
+    # The module's server is shared: a request an earlier test abandoned may still be
+    # finishing, and "on" below means this test's request alone.
+    llm_server.wait_for(lambda: _idle(llm_server), 60, "idle before the test")
     log_before = len(llm_server.log())
     generated = _metric(llm_server, "kubevino_generated_tokens")
     for stream in (True, False):
@@ -512,11 +521,7 @@ def test_clients_that_go_away_mid_answer_cancel_their_generation_and_log_no_erro
             llm_server.wait_for(
                 lambda: _metric(llm_server, "kubevino_generation_requests_running") == 1, 10, "on"
             )
-        llm_server.wait_for(
-            lambda: _metric(llm_server, "kubevino_generation_requests_running") == 0,
-            10,
-            "done with the abandoned request",
-        )
+        llm_server.wait_for(lambda: _idle(llm_server), 10, "done with the abandoned request")
     assert _metric(llm_server, "kubevino_generated_tokens") - generated < 2 * 1900
     assert "Traceback" not in llm_server.log()[log_before:]
 
