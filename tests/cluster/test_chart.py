@@ -113,6 +113,18 @@ def test_the_operator_pod_is_restricted(helm: Path) -> None:
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_the_settings_hash_annotation_is_a_string_whatever_its_digits(helm: Path) -> None:
+    """A 16-hex-digit hash is sometimes all digits; unquoted, YAML made it a number, which the
+    API server refuses as an annotation (a helm upgrade failed on it in a test run)."""
+    template = (CHART / "templates" / "deployment.yaml").read_text()
+    assert "sha256sum | trunc 16 | quote" in template
+    for root in ("/dev", "/tmp/fake-dev", "/run/devices"):
+        objects = rendered(helm, f"settings.deviceRoot={root}")
+        deployment = next(obj for obj in objects if obj["kind"] == "Deployment")
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert isinstance(annotations["kubevino.io/settings-hash"], str)
+
+
 def test_the_values_schema_rejects_wrong_types(helm: Path) -> None:
     args = ["template", "kv", str(CHART), *KUBE_VERSION, "--set", "healthPort=http"]
     done = run_helm(helm, *args, check=False)
