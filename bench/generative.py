@@ -60,9 +60,9 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.harness.ports import free_ports
 from tests.runtime.serving import running_server
 
+from kubevino_devcluster.ports import free_ports
 from kubevino_runtime.demo_generative import WORDS, write_llama_gguf
 from kubevino_runtime.generative.pipelines import scheduler_config
 from kubevino_runtime.generative.settings import TextGenerationSettings

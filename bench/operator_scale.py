@@ -34,9 +34,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.harness.audit import OPERATOR_USER, operator_writes, requests_by, tally
-from tests.harness.controlplane import ControlPlane, control_plane, write_kubeconfig
 from tests.harness.operator import OperatorProcess
 
+from kubevino_devcluster.controlplane import ControlPlane, control_plane, write_kubeconfig
 from kubevino_operator.api import InferenceModel
 from kubevino_operator.rbac import service_account_objects
 from kubevino_operator.render import Rendered, render

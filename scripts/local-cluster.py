@@ -20,9 +20,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.harness.controlplane import REPO, control_plane
 from tests.harness.operator import OperatorProcess
 
+from kubevino_devcluster.controlplane import REPO, control_plane
 from kubevino_operator.rbac import service_account_objects
 
 

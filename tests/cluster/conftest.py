@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from kubevino_devcluster.controlplane import ControlPlane, control_plane, write_kubeconfig
 from kubevino_operator.rbac import NAME, service_account_objects
 from tests.harness.audit import OPERATOR_NAMESPACE
-from tests.harness.controlplane import ControlPlane, control_plane, write_kubeconfig
 from tests.harness.operator import OperatorProcess
 
 T = TypeVar("T")

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from kubevino_devcluster.controlplane import REPO, ControlPlane
 from tests.cluster.conftest import model_manifest
-from tests.harness.controlplane import REPO, ControlPlane
 
 pytestmark = pytest.mark.cluster
 

@@ -13,11 +13,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kubevino_devcluster.controlplane import REPO, ControlPlane, kube_binaries
 from kubevino_operator.podsecurity import pod_security_level
 from kubevino_operator.rbac import agent_rules, cluster_role
 from kubevino_operator.settings import Settings
 from tests.cluster.conftest import get, model_manifest, wait_until
-from tests.harness.controlplane import REPO, ControlPlane, kube_binaries
 
 pytestmark = pytest.mark.cluster
 CHART = REPO / "charts" / "kubevino"

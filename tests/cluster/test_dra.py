@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from kubevino_devcluster.controlplane import ControlPlane
 from tests.cluster.conftest import condition, get, model_manifest, wait_for_reason, wait_until
 from tests.cluster.test_reconcile import apply, owned_by
-from tests.harness.controlplane import ControlPlane
 from tests.harness.operator import OperatorProcess
 
 pytestmark = pytest.mark.cluster

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from kubevino_devcluster.controlplane import REPO, kube_binaries
 from kubevino_operator.api import InferenceModel
 from kubevino_operator.render import Rendered, render
-from tests.harness.controlplane import REPO, kube_binaries
 from tests.unit.builders import example_settings
 
 pytestmark = pytest.mark.cluster

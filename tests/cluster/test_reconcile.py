@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubevino_devcluster.controlplane import ControlPlane
 from tests.cluster.conftest import (
     condition,
     get,
@@ -16,7 +17,6 @@ from tests.cluster.conftest import (
     wait_for_reason,
     wait_until,
 )
-from tests.harness.controlplane import ControlPlane
 from tests.harness.operator import OperatorProcess
 from tests.unit.test_health_readers import argo_health, kstatus
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubevino_devcluster.controlplane import ControlPlane
+from kubevino_devcluster.ports import free_port
 from tests.cluster.conftest import condition, get, model_manifest, wait_until
 from tests.harness.audit import operator_writes
-from tests.harness.controlplane import ControlPlane
 from tests.harness.operator import OperatorProcess
-from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.cluster
 

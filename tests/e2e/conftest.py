@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from kubevino_devcluster.controlplane import ControlPlane, control_plane, kube_binaries
+from kubevino_devcluster.images import built_images_saved
+from kubevino_devcluster.netns import NetworkNamespace, network_namespace
+from kubevino_devcluster.node import Node, ensure_node_packages, pause_archive
 from tests.e2e.helpers import helm
-from tests.harness.controlplane import ControlPlane, control_plane, kube_binaries
-from tests.harness.images import built_images_saved
-from tests.harness.netns import NetworkNamespace, network_namespace
-from tests.harness.node import Node, ensure_node_packages, pause_archive
 
 MODELS = "models"
 

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kubevino_devcluster.controlplane import REPO, ControlPlane
+from kubevino_devcluster.ports import free_ports
 from kubevino_runtime.demo_model import write_model
-from tests.harness.controlplane import REPO, ControlPlane
-from tests.harness.ports import free_ports
 
 
 def helm(plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubevino_devcluster.controlplane import REPO
 from kubevino_operator.api import InferenceModel
 from kubevino_operator.profiles import PROFILES
 from kubevino_operator.render import Rendered, render
@@ -32,7 +33,6 @@ from kubevino_operator.resolve import Refusal
 from kubevino_operator.settings import Settings
 from tests.cluster.conftest import wait_until
 from tests.e2e.conftest import Cluster
-from tests.harness.controlplane import REPO
 
 pytestmark = pytest.mark.e2e
 

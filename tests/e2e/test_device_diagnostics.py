@@ -34,10 +34,10 @@ import httpx
 import pytest
 import yaml
 
+from kubevino_devcluster.controlplane import REPO
 from tests.cluster.conftest import condition, get, wait_until
 from tests.e2e.conftest import MODELS, Cluster
 from tests.e2e.helpers import helm, node_model_directory, port_forward
-from tests.harness.controlplane import REPO
 
 pytestmark = pytest.mark.e2e
 

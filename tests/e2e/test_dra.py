@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
+from kubevino_devcluster.controlplane import REPO
 from tests.cluster.conftest import condition, get, wait_until
 from tests.e2e.conftest import Cluster
 from tests.e2e.helpers import apply_model, host_path_claim, node_model_directory
-from tests.harness.controlplane import REPO
 
 pytestmark = pytest.mark.e2e
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from kubevino_devcluster.images import podman
+from kubevino_devcluster.ports import free_ports
 from tests.cluster.conftest import condition, get, wait_until
 from tests.e2e.conftest import MODELS, Cluster
 from tests.e2e.helpers import (
@@ -30,8 +32,6 @@ from tests.e2e.helpers import (
     port_forward,
     run_clients,
 )
-from tests.harness.images import podman
-from tests.harness.ports import free_ports
 from tests.harness.stores import FileServer, Minio, file_server, minio_server, model_archive
 
 pytestmark = pytest.mark.e2e

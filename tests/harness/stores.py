@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.harness.controlplane import kube_binaries
-from tests.harness.processes import stop_process
+from kubevino_devcluster.controlplane import kube_binaries
+from kubevino_devcluster.processes import stop_process
 
 MINIO_USER = "kubevino-test"
 MINIO_PASSWORD = "kubevino-test-secret"

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.harness.images import built_images
+from kubevino_devcluster.images import built_images
 
 
 @pytest.fixture(scope="session")

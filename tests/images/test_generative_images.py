@@ -16,9 +16,9 @@ import openvino_genai as genai
 import openvino_tokenizers
 import pytest
 
+from kubevino_devcluster.images import ISOLATED, ServingContainer, podman, serving_container
 from kubevino_runtime.demo_generative import LLAMA_FILE, write_embedding_model, write_llama_gguf
 from tests.harness.genai_reference import greedy_chat
-from tests.harness.images import ISOLATED, ServingContainer, podman, serving_container
 
 pytestmark = pytest.mark.images
 

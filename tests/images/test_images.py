@@ -17,9 +17,9 @@ import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 
+from kubevino_devcluster.controlplane import REPO
+from kubevino_devcluster.images import ISOLATED, TARGETS, podman, serving_container
 from kubevino_runtime.demo_model import sample_input, write_model
-from tests.harness.controlplane import REPO
-from tests.harness.images import ISOLATED, TARGETS, podman, serving_container
 
 pytestmark = pytest.mark.images
 

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from tests.harness.ports import free_ports
+from kubevino_devcluster.ports import free_ports
 
 
 def _with_dev(dev: Path) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.ports import free_ports
+from kubevino_devcluster.ports import free_ports
 from tests.harness.stores import FileServer, Minio, file_server, minio_server, model_archive
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kubevino_devcluster.ports import free_ports
 from kubevino_runtime.demo_generative import (
     LLAMA_FILE,
     MAX_TOKENS,
     write_embedding_model,
     write_llama_gguf,
 )
-from tests.harness.ports import free_ports
 from tests.harness.stores import FileServer, Minio, file_server, minio_server
 from tests.runtime.serving import RunningServer, running_server
 from tests.runtime.test_fetch import Outcome, run_fetch

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kubevino_devcluster.ports import free_ports
 from kubevino_operator.podreports import (
     PipelineReports,
     PodToAsk,
@@ -16,7 +17,6 @@ from kubevino_operator.podreports import (
 )
 from kubevino_operator.status import build_status, pipeline_status, status_patch
 from kubevino_operator.watched import pod_view
-from tests.harness.ports import free_ports
 from tests.unit.builders import model, rendered
 
 PVC = {"pvc": {"claimName": "models"}}

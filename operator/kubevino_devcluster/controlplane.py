@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness.ports import free_port, free_ports
-from tests.harness.processes import stop_process
+from kubevino_devcluster.ports import free_port, free_ports
+from kubevino_devcluster.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_CIDR = "10.0.0.0/16"  # room for thousands of Services (the scale bench)

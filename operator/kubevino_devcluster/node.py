@@ -22,8 +22,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness.controlplane import ControlPlane, containerd_binaries, write_kubeconfig
-from tests.harness.processes import stop_process
+from kubevino_devcluster.controlplane import ControlPlane, containerd_binaries, write_kubeconfig
+from kubevino_devcluster.processes import stop_process
 
 PAUSE_IMAGE = "kubevino.local/pause:1"
 POD_CIDR = "10.88.0.0/16"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.harness.controlplane import REPO
-from tests.harness.ports import free_ports
+from kubevino_devcluster.controlplane import REPO
+from kubevino_devcluster.ports import free_ports
 
 TARGETS = ("operator", "runtime", "runtime-gpu")
 LOCKED_DOWN = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
