@@ -8,10 +8,10 @@ from typing import Any, Protocol
 import numpy.typing as npt
 
 from kubevino_runtime import __version__
-from kubevino_runtime.engine import LoadedVersion
 from kubevino_runtime.errors import ErrorKind, ServingError
 from kubevino_runtime.metrics import Metrics
-from kubevino_runtime.models import ModelRegistry
+from kubevino_runtime.models import VersionLookup
+from kubevino_runtime.served import ServedVersion
 from kubevino_runtime.tensors import kserve_datatype
 from kubevino_runtime.workers import WorkerGroup
 
@@ -32,15 +32,20 @@ class ServedOutsideRegistry(Protocol):
 class DataPlane:
     def __init__(
         self,
-        registry: ModelRegistry,
+        registry: VersionLookup[Any],
         metrics: Metrics,
         group: WorkerGroup | None = None,
         generative: ServedOutsideRegistry | None = None,
+        *,
+        engines_here: bool = True,
     ) -> None:
         self.registry = registry
         self.metrics = metrics
         self.group = group
         self.generative = generative
+        # Whether this process runs the engines: only the engine's process reports their pools
+        # (a front end reporting them too would count them once per front end).
+        self.engines_here = engines_here
 
     def live(self) -> bool:
         return True
@@ -59,8 +64,9 @@ class DataPlane:
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
-    def version(self, name: str, version: str | int | None) -> LoadedVersion:
-        return self.registry.get(name, version)
+    def version(self, name: str, version: str | int | None) -> ServedVersion:
+        found: ServedVersion = self.registry.get(name, version)
+        return found
 
     def model_ready(self, name: str, version: str | None) -> bool:
         """Whether the version serves; an unknown model or version, or a version that is no
@@ -98,12 +104,12 @@ class DataPlane:
             ],
             # Not in the KServe schema; clients ignore it. What AUTO/MULTI actually chose.
             "execution_devices": list(loaded.execution_devices),
-            "target_device": loaded.config.target_device,
+            "target_device": loaded.target_device,
         }
 
     async def infer(
         self,
-        loaded: LoadedVersion,
+        loaded: ServedVersion,
         inputs: dict[str, npt.NDArray[Any]],
         api: str,
         interface: str,
@@ -134,6 +140,8 @@ class DataPlane:
     def refresh_gauges(self) -> None:
         if self.generative is not None:
             self.generative.refresh_gauges()
+        if not self.engines_here:
+            return
         for loaded in self.registry.loaded_versions():
             labels = (loaded.name, str(loaded.version))
             self.metrics.streams.labels(*labels).set(loaded.streams)

@@ -10,13 +10,13 @@ so memory stays bounded under any load.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -25,10 +25,13 @@ import openvino as ov
 from kubevino_common.devices import TargetDeviceError, parse_target
 from kubevino_runtime import preprocessing
 from kubevino_runtime.cpulimits import THREAD_PROPERTIES, user_chose_cpu_threads
-from kubevino_runtime.errors import ErrorKind, ServingError, invalid
+from kubevino_runtime.errors import ErrorKind, ServingError
 from kubevino_runtime.preprocessing import describe
 from kubevino_runtime.repository import ModelConfig
-from kubevino_runtime.tensors import NUMPY_TO_KSERVE
+from kubevino_runtime.served import ServedVersion, TensorInfo
+
+_engine_ids = itertools.count(1)
+Result = TypeVar("Result")  # what an inference hands back: outputs, or where they were put
 
 # Plugins that left OpenVINO after 2022.3 (or never were in the wheel).
 MODEL_SERVER_ONLY = {
@@ -40,35 +43,6 @@ MODEL_SERVER_ONLY = {
 
 class UnsupportedDeviceError(RuntimeError):
     """The installed OpenVINO cannot drive the target: the server must not start."""
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    element_type: np.dtype[Any]
-    shape: tuple[int, ...]  # -1 for a dynamic dimension
-    # Each dimension's smallest and largest size (None: unbounded). A dynamic dimension may
-    # still be bounded (``--shape "(1:8,3)"``, an IR's ``1..8``), which metadata's -1 does not
-    # show; OpenVINO refuses a tensor outside the bounds only when it infers.
-    bounds: tuple[tuple[int, int | None], ...]
-
-    @property
-    def is_static(self) -> bool:
-        return -1 not in self.shape
-
-    def accepts(self, shape: tuple[int, ...]) -> bool:
-        return len(shape) == len(self.bounds) and all(
-            low <= got and (high is None or got <= high)
-            for (low, high), got in zip(self.bounds, shape, strict=True)
-        )
-
-    def shape_text(self) -> str:
-        """The accepted shape, a bounded dynamic dimension as ``low..high``, an unbounded ``?``."""
-        dims = [
-            str(low) if low == high else f"{low}..{high}" if high is not None else "?"
-            for low, high in self.bounds
-        ]
-        return f"[{', '.join(dims)}]"
 
 
 def check_target_supported(target_device: str) -> None:
@@ -140,8 +114,8 @@ def _properties(config: ModelConfig, cache_dir: str | None) -> dict[str, Any]:
     return properties
 
 
-class LoadedVersion:
-    """One compiled model version and its infer-request pool."""
+class LoadedVersion(ServedVersion):
+    """One compiled model version and its infer-request pool: the engine of that version."""
 
     def __init__(
         self,
@@ -153,18 +127,20 @@ class LoadedVersion:
         observe_inference: Callable[[float], None] | None = None,
         observe_wait: Callable[[float], None] | None = None,
     ) -> None:
+        super().__init__(
+            config.name,
+            version,
+            [_tensor_info(port) for port in compiled.inputs],
+            [_tensor_info(port) for port in compiled.outputs],
+        )
         self.config = config
-        self.name = config.name
-        self.version = version
         self.compiled = compiled
-        self.inputs = [_tensor_info(port) for port in compiled.inputs]
-        self.outputs = [_tensor_info(port) for port in compiled.outputs]
-        self.input_by_name = {info.name: info for info in self.inputs}
         self._input_index = {info.name: index for index, info in enumerate(self.inputs)}
         self._host_inputs = True  # the infer requests' own input tensors are host memory
         self.nireq = nireq
         self.max_queue = max_queue
-        self.execution_devices = _property(compiled, "EXECUTION_DEVICES", [])
+        self.target_device = config.target_device
+        self.execution_devices = list(_property(compiled, "EXECUTION_DEVICES", []))
         self.optimal_nireq = int(_property(compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1))
         self.streams = int(_property(compiled, "NUM_STREAMS", 0) or 0)
         self._requests = [compiled.create_infer_request() for _ in range(nireq)]
@@ -173,11 +149,9 @@ class LoadedVersion:
         for request in self._requests:
             self._idle.put_nowait(request)
         self._waiting = 0
-        self.in_flight = 0
-        self.active = 0
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._active = 0
         self._closed = False
+        self.engine_id = next(_engine_ids)  # how front ends name this engine
         self._observe_inference = observe_inference
         self._observe_wait = observe_wait
 
@@ -185,51 +159,32 @@ class LoadedVersion:
     def queue_depth(self) -> int:
         return self._waiting
 
-    def validate(self, inputs: dict[str, npt.NDArray[Any]]) -> None:
-        missing = sorted(set(self.input_by_name) - set(inputs))
-        unknown = sorted(set(inputs) - set(self.input_by_name))
-        if unknown:
-            raise invalid(
-                f"model {self.name} has no input {', '.join(unknown)}; its inputs are "
-                f"{', '.join(self.input_by_name)}"
-            )
-        if missing:
-            raise invalid(f"model {self.name} needs input {', '.join(missing)}")
-        for name, array in inputs.items():
-            info = self.input_by_name[name]
-            if array.dtype != info.element_type:
-                raise invalid(
-                    f"input {name} of model {self.name} expects {_kind(info.element_type)}, "
-                    f"got {_kind(array.dtype)}"
-                )
-            if not info.accepts(tuple(array.shape)):
-                bounded = "" if info.is_static else f" ({info.shape_text()})"
-                raise invalid(
-                    f"input {name} of model {self.name} expects shape {list(info.shape)}"
-                    f"{bounded}, got {list(array.shape)}"
-                )
-
-    @contextmanager
-    def held(self) -> Iterator[LoadedVersion]:
-        """Keep this version from being released while a request that resolved it still reads
-        its body: a newer version may replace it meanwhile, and the request must still run."""
-        self._hold()
-        try:
-            yield self
-        finally:
-            self._release()
-
-    def _hold(self) -> None:
-        self.in_flight += 1
-        self._drained.clear()
-
-    def _release(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0:
-            self._drained.set()
+    @property
+    def active(self) -> int:
+        return self._active
 
     async def infer(self, inputs: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
         """Run one inference; the caller has validated ``inputs``."""
+
+        def prepare(request: ov.InferRequest) -> None:
+            self._load_inputs(request, inputs)
+
+        def collect(request: ov.InferRequest) -> dict[str, npt.NDArray[Any]]:
+            # Still on the worker thread: copy the outputs out before the request is reused.
+            return {
+                info.name: request.get_output_tensor(index).data.copy()
+                for index, info in enumerate(self.outputs)
+            }
+
+        return await self.run(prepare, collect)
+
+    async def run(
+        self,
+        prepare: Callable[[ov.InferRequest], None],
+        collect: Callable[[ov.InferRequest], Result],
+    ) -> Result:
+        """Take an idle infer request (or wait, within ``max_queue``), then on its worker
+        thread bind the inputs (``prepare``), infer and read the outputs (``collect``)."""
         if self._closed:
             raise ServingError(
                 ErrorKind.UNAVAILABLE,
@@ -241,7 +196,7 @@ class LoadedVersion:
                 f"model {self.name} version {self.version} is overloaded ({self.nireq} running, "
                 f"{self._waiting} queued); retry later",
             )
-        self._hold()
+        self.hold()
         self._waiting += 1
         queued = time.perf_counter()
         try:
@@ -250,42 +205,34 @@ class LoadedVersion:
             self._waiting -= 1
         if self._observe_wait is not None:
             self._observe_wait(time.perf_counter() - queued)
-        self.active += 1
+        self._active += 1
         try:
-            return await self._run(request, inputs)
+            return await self._run(request, prepare, collect)
         finally:
-            self.active -= 1
+            self._active -= 1
             self._idle.put_nowait(request)
-            self._release()
+            self.release()
 
     async def _run(
-        self, request: ov.InferRequest, inputs: dict[str, npt.NDArray[Any]]
-    ) -> dict[str, npt.NDArray[Any]]:
+        self,
+        request: ov.InferRequest,
+        prepare: Callable[[ov.InferRequest], None],
+        collect: Callable[[ov.InferRequest], Result],
+    ) -> Result:
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[dict[str, npt.NDArray[Any]]] = loop.create_future()
+        done: asyncio.Future[Result] = loop.create_future()
         started = time.perf_counter()
-
-        def finished(_: Any) -> None:
-            # Still on the worker thread: copy the outputs out before the request is reused.
-            try:
-                result: dict[str, npt.NDArray[Any]] | BaseException = {
-                    info.name: request.get_output_tensor(index).data.copy()
-                    for index, info in enumerate(self.outputs)
-                }
-            except Exception as error:
-                result = error
-            loop.call_soon_threadsafe(_resolve, done, result)
 
         def run() -> None:
             # A worker thread per infer request runs the blocking call: measured on 16 cores
             # it beats start_async + callback by about a third in throughput and latency.
             try:
-                self._load_inputs(request, inputs)
+                prepare(request)
                 request.infer()
+                result: Result | BaseException = collect(request)
             except Exception as error:
-                loop.call_soon_threadsafe(_resolve, done, error)
-                return
-            finished(None)
+                result = error
+            loop.call_soon_threadsafe(_resolve, done, result)
 
         # Not run_in_executor: its asyncio wrapper would wake the loop a second time per
         # request, and ``done`` already carries the result (the loop is the bottleneck).
@@ -320,8 +267,9 @@ class LoadedVersion:
             # Dynamic inputs (any shape this request has) and device-memory tensors: a new one.
             request.set_input_tensor(index, ov.Tensor(np.ascontiguousarray(array)))
 
-    async def drained(self) -> None:
-        await self._drained.wait()
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         """Release the worker threads once no request is in flight."""
@@ -329,20 +277,13 @@ class LoadedVersion:
         self._executor.shutdown(wait=False)
 
 
-def _resolve(
-    future: asyncio.Future[dict[str, npt.NDArray[Any]]],
-    result: dict[str, npt.NDArray[Any]] | BaseException,
-) -> None:
+def _resolve(future: asyncio.Future[Result], result: Result | BaseException) -> None:
     if future.done():
         return
     if isinstance(result, BaseException):
         future.set_exception(ServingError(ErrorKind.INTERNAL, f"inference failed: {result}"))
     else:
         future.set_result(result)
-
-
-def _kind(dtype: np.dtype[Any]) -> str:
-    return NUMPY_TO_KSERVE.get(dtype, str(dtype))
 
 
 def _property(compiled: ov.CompiledModel, name: str, default: Any) -> Any:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import openvino as ov
 from prometheus_client import Histogram
@@ -23,6 +24,7 @@ from kubevino_runtime.errors import ErrorKind, ServingError, not_found
 from kubevino_runtime.metrics import Metrics
 from kubevino_runtime.preprocessing import describe
 from kubevino_runtime.repository import ModelConfig, discover_versions, select_versions
+from kubevino_runtime.served import ServedVersion
 
 log = logging.getLogger("kubevino.models")
 
@@ -59,40 +61,33 @@ class VersionStatus:
     error: str = ""
 
 
+Version = TypeVar("Version", bound=ServedVersion)
+
+
 @dataclass
-class ServedModel:
+class ServedModel(Generic[Version]):
     config: ModelConfig
-    loaded: dict[int, LoadedVersion] = field(default_factory=dict)
+    loaded: dict[int, Version] = field(default_factory=dict)
     status: dict[int, VersionStatus] = field(default_factory=dict)
     wanted: set[int] = field(default_factory=set)
 
 
-class ModelRegistry:
-    def __init__(
-        self, core: ov.Core, metrics: Metrics, cache_dir: str | None, max_queue: int
-    ) -> None:
-        self.core = core
-        self.metrics = metrics
-        self.cache_dir = cache_dir
-        self.max_queue = max_queue
-        self.models: dict[str, ServedModel] = {}
+class VersionLookup(Generic[Version]):
+    """The served models and their versions as the protocols look them up: in the engine's
+    process the registry itself, in a front end the engine's catalogue."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, ServedModel[Version]] = {}
         self.refreshed_once = False
         self.shutting_down = False
-        self._refresh_lock = asyncio.Lock()
-        self._retiring: set[asyncio.Task[None]] = set()
-        self._failed_files: dict[tuple[str, int], tuple[ModelConfig, float]] = {}
-        # The device checks may narrow a target (AUTO without its unusable candidates).
-        self.compile_target: Callable[[str], str] = lambda target: target
 
-    # --- lookups ---------------------------------------------------------------------------
-
-    def model(self, name: str) -> ServedModel:
+    def model(self, name: str) -> ServedModel[Version]:
         served = self.models.get(name)
         if served is None:
             raise not_found(f"model {name} is not served here")
         return served
 
-    def get(self, name: str, version: str | int | None) -> LoadedVersion:
+    def get(self, name: str, version: str | int | None) -> Version:
         served = self.model(name)
         number = parse_version(version)
         if number is None:
@@ -106,6 +101,9 @@ class ModelRegistry:
         if status is not None and status.state == "LOADING":
             raise ServingError(ErrorKind.UNAVAILABLE, f"model {name} version {number} is loading")
         raise not_found(f"model {name} has no version {number}")
+
+    def loaded_versions(self) -> list[Version]:
+        return [version for served in self.models.values() for version in served.loaded.values()]
 
     def ready(self) -> bool:
         if self.shutting_down or not self.refreshed_once or not self.models:
@@ -134,6 +132,24 @@ class ModelRegistry:
                     reasons.append(f"model {name} version {number}: {status.state}{detail}")
         return reasons
 
+
+class ModelRegistry(VersionLookup[LoadedVersion]):
+    def __init__(
+        self, core: ov.Core, metrics: Metrics, cache_dir: str | None, max_queue: int
+    ) -> None:
+        super().__init__()
+        self.core = core
+        self.metrics = metrics
+        self.cache_dir = cache_dir
+        self.max_queue = max_queue
+        self._refresh_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._failed_files: dict[tuple[str, int], tuple[ModelConfig, float]] = {}
+        # The device checks may narrow a target (AUTO without its unusable candidates).
+        self.compile_target: Callable[[str], str] = lambda target: target
+        # Told of each version retired, before its drain begins (front ends may hold it).
+        self.on_retire: Callable[[LoadedVersion], None] = lambda version: None
+
     # --- lifecycle -------------------------------------------------------------------------
 
     def set_configs(self, configs: list[ModelConfig]) -> None:
@@ -155,7 +171,7 @@ class ModelRegistry:
                 await self._refresh_model(served)
             self.refreshed_once = True
 
-    async def _refresh_model(self, served: ServedModel) -> None:
+    async def _refresh_model(self, served: ServedModel[LoadedVersion]) -> None:
         config = served.config
         available = await asyncio.to_thread(discover_versions, Path(config.base_path))
         served.wanted = select_versions(set(available), config.version_policy)
@@ -226,11 +242,12 @@ class ModelRegistry:
 
         return observe
 
-    def _retire(self, served: ServedModel, number: int) -> None:
+    def _retire(self, served: ServedModel[LoadedVersion], number: int) -> None:
         version = served.loaded.pop(number, None)
         if version is None:
             return
         served.status[number] = VersionStatus("UNLOADING")
+        self.on_retire(version)
 
         async def release() -> None:
             await version.drained()
@@ -251,9 +268,6 @@ class ModelRegistry:
             version.close()
         if self._retiring:
             await asyncio.gather(*self._retiring)
-
-    def loaded_versions(self) -> list[LoadedVersion]:
-        return [version for served in self.models.values() for version in served.loaded.values()]
 
 
 def _stamp(directory: Path) -> float:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +30,8 @@ from kubevino_runtime.deviceaccess import (
     termination_message,
 )
 from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported, default_target
+from kubevino_runtime.enginehost import EngineHost
+from kubevino_runtime.frontserver import serve_front_end
 from kubevino_runtime.generative.routes import OpenAiRoutes, openai_errors
 from kubevino_runtime.generative.service import GenerativeService
 from kubevino_runtime.generative.settings import (
@@ -76,7 +81,14 @@ from kubevino_runtime.startup import (
     parse_arguments,
 )
 from kubevino_runtime.termination import write_termination_message
-from kubevino_runtime.workers import WorkerGroup, supervise
+from kubevino_runtime.workers import (
+    FrontEndRole,
+    FrontEnds,
+    WorkerGroup,
+    exit_status,
+    share_metrics,
+    supervise,
+)
 
 log = logging.getLogger("kubevino.server")
 DIAGNOSTICS_PATH = "/kubevino/diagnostics"
@@ -183,18 +195,23 @@ class Server:
         )
 
     async def diagnostics(self, request: web.Request) -> web.Response:
+        return web.json_response(self.report([os.getpid()]))
+
+    def report(self, front_end_pids: list[int]) -> dict[str, Any]:
         """What the device checks found, the CPUs the process may use, what each loaded
-        version runs on, and the generative pipeline of --task (the operator reads that section
-        into the InferenceModel's status)."""
+        version runs on (and in which process), the processes serving, and the generative
+        pipeline of --task (the operator reads that section into the InferenceModel's
+        status)."""
         models = [
             {
                 "name": loaded.name,
                 "version": loaded.version,
-                "targetDevice": loaded.config.target_device,
+                "targetDevice": loaded.target_device,
                 "executionDevices": list(loaded.execution_devices),
                 "streams": loaded.streams,
                 "inferRequests": loaded.nireq,
                 "optimalInferRequests": loaded.optimal_nireq,
+                "enginePid": os.getpid(),
             }
             for loaded in self.registry.loaded_versions()
         ]
@@ -202,10 +219,12 @@ class Server:
             "devices": self.devices.as_dict(),
             "cpu": None if self.cpu is None else self.cpu.as_dict(),
             "models": models,
+            # One engine process holds every compiled model; the front ends speak protocols.
+            "processes": {"engine": os.getpid(), "frontEnds": front_end_pids},
         }
         if self.generative is not None:
             found["generative"] = self.generative.pipeline_report()
-        return web.json_response(found)
+        return found
 
     def _config_mtime(self) -> float | None:
         if not self.args.config_path:
@@ -287,6 +306,100 @@ async def release_free_heap(
         log.debug("returned freed heap memory to the system (malloc_trim)")
 
 
+def _registry(
+    args: argparse.Namespace, configs: list[ModelConfig], core: ov.Core, devices: DeviceReport
+) -> tuple[Metrics, ModelRegistry]:
+    metrics = Metrics()
+    for probe in devices.probes:
+        metrics.device_access.labels(probe.family, probe.path, probe.access.value).set(1)
+    registry = ModelRegistry(core, metrics, cache_dir(args), args.max_queue)
+    registry.compile_target = lambda target: devices.judge(target).compile_as or target
+    registry.set_configs(configs)
+    return metrics, registry
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _application(
+    args: argparse.Namespace,
+    plane: DataPlane,
+    metrics: Handler,
+    diagnostics: Handler,
+    service: GenerativeService | None = None,
+) -> web.Application:
+    # The inner middleware answers first: OpenAI's paths get OpenAI's error object.
+    middlewares = [json_errors, *([openai_errors] if service is not None else [])]
+    app = web.Application(client_max_size=args.max_request_bytes, middlewares=middlewares)
+    app.on_response_prepare.append(_cors(args))
+    app.add_routes(KServeRest(plane, args.max_request_bytes).routes())
+    app.add_routes(TfServingRest(plane, args.max_request_bytes).routes())
+    if service is not None:
+        app.add_routes(OpenAiRoutes(service, args.max_request_bytes).routes())
+    app.add_routes(
+        [
+            web.get("/metrics", metrics),
+            web.get(DIAGNOSTICS_PATH, diagnostics),
+            web.route("OPTIONS", "/{path:.*}", _preflight),
+        ]
+    )
+    return app
+
+
+async def _listen(
+    args: argparse.Namespace, plane: DataPlane, app: web.Application, *, reuse_port: bool
+) -> tuple[web.AppRunner, grpc.aio.Server]:
+    """Serve REST and gRPC on the flags' ports (shared with other processes: ``reuse_port``)."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=args.shutdown_grace_seconds)
+    await runner.setup()
+    if args.rest_port:
+        for address in bind_addresses(args.rest_bind_address):
+            await web.TCPSite(runner, address, args.rest_port, reuse_port=reuse_port).start()
+    options: dict[str, int | str] = {
+        "grpc.max_receive_message_length": args.max_request_bytes,
+        "grpc.max_send_message_length": args.max_request_bytes,
+        "grpc.so_reuseport": int(reuse_port),
+    }
+    if args.grpc_channel_arguments:
+        options.update(grpc_channel_arguments(args.grpc_channel_arguments))
+    grpc_server = grpc.aio.server(options=list(options.items()))
+    kserve_grpc.add_to_server(plane, grpc_server)
+    tfs_grpc.add_to_server(plane, grpc_server)
+    if args.port:
+        for address in bind_addresses(args.grpc_bind_address):
+            grpc_server.add_insecure_port(_grpc_target(address, args.port))
+        await grpc_server.start()
+    return runner, grpc_server
+
+
+def _stop_on_signals() -> tuple[asyncio.Event, list[int]]:
+    """An event SIGTERM and SIGINT set, and the signals received."""
+    stop = asyncio.Event()
+    received: list[int] = []
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+
+        def note(signum: int = signum) -> None:
+            received.append(signum)
+            stop.set()
+
+        loop.add_signal_handler(signum, note)
+    return stop, received
+
+
+def _log_start(args: argparse.Namespace, families: Families, core: ov.Core, role: str) -> None:
+    log.info(
+        "kubevino-serve %s%s: gRPC on %s, REST on %s, metrics %s; OpenVINO %s sees %s",
+        __version__,
+        role,
+        args.port or "off",
+        args.rest_port or "off",
+        "on" if families is not None else "off",
+        ov.get_version(),
+        ", ".join(core.available_devices),
+    )
+
+
 async def serve(
     args: argparse.Namespace,
     configs: list[ModelConfig],
@@ -299,12 +412,8 @@ async def serve(
     generative: GenerativeSettings | None = None,
     cpu: CpuAllowance | None = None,
 ) -> int:
-    metrics = Metrics()
-    for probe in devices.probes:
-        metrics.device_access.labels(probe.family, probe.path, probe.access.value).set(1)
-    registry = ModelRegistry(core, metrics, cache_dir(args), args.max_queue)
-    registry.compile_target = lambda target: devices.judge(target).compile_as or target
-    registry.set_configs(configs)
+    """One process that both speaks the protocols and runs the engines (one front end)."""
+    metrics, registry = _registry(args, configs, core, devices)
     service = None
     if generative is not None:
         target = generative.target_device or default_target(core)
@@ -312,56 +421,12 @@ async def serve(
     plane = DataPlane(registry, metrics, group, service)
     server = Server(args, registry, plane, devices, core, families, generative=service, cpu=cpu)
     server.config_mtime = server._config_mtime()
+    app = _application(args, plane, server.metrics, server.diagnostics, service)
+    runner, grpc_server = await _listen(args, plane, app, reuse_port=group is not None)
+    _log_start(args, families, registry.core, "")
 
-    # The inner middleware answers first: OpenAI's paths get OpenAI's error object.
-    middlewares = [json_errors, *([openai_errors] if service is not None else [])]
-    app = web.Application(client_max_size=args.max_request_bytes, middlewares=middlewares)
-    app.on_response_prepare.append(_cors(args))
-    app.add_routes(KServeRest(plane, args.max_request_bytes).routes())
-    app.add_routes(TfServingRest(plane, args.max_request_bytes).routes())
-    if service is not None:
-        app.add_routes(OpenAiRoutes(service, args.max_request_bytes).routes())
-    app.add_routes(
-        [
-            web.get("/metrics", server.metrics),
-            web.get(DIAGNOSTICS_PATH, server.diagnostics),
-            web.route("OPTIONS", "/{path:.*}", _preflight),
-        ]
-    )
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=args.shutdown_grace_seconds)
-    await runner.setup()
-    if args.rest_port:
-        for address in bind_addresses(args.rest_bind_address):
-            await web.TCPSite(runner, address, args.rest_port, reuse_port=group is not None).start()
-    options: dict[str, int | str] = {
-        "grpc.max_receive_message_length": args.max_request_bytes,
-        "grpc.max_send_message_length": args.max_request_bytes,
-        "grpc.so_reuseport": int(group is not None),
-    }
-    if args.grpc_channel_arguments:
-        options.update(grpc_channel_arguments(args.grpc_channel_arguments))
-    grpc_server = grpc.aio.server(options=list(options.items()))
-    kserve_grpc.add_to_server(plane, grpc_server)
-    tfs_grpc.add_to_server(plane, grpc_server)
-    if args.port:
-        for address in bind_addresses(args.grpc_bind_address):
-            grpc_server.add_insecure_port(_grpc_target(address, args.port))
-        await grpc_server.start()
-    log.info(
-        "kubevino-serve %s: gRPC on %s, REST on %s, metrics %s; OpenVINO %s sees %s",
-        __version__,
-        args.port or "off",
-        args.rest_port or "off",
-        "on" if families is not None else "off",
-        ov.get_version(),
-        ", ".join(registry.core.available_devices),
-    )
-
-    stop = asyncio.Event()
+    stop, _ = _stop_on_signals()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-
     await registry.refresh()
     loading = loop.create_task(service.load()) if service is not None else None
     if service is None and not registry.ready():
@@ -407,6 +472,113 @@ async def serve(
     return 1 if gave_up else 0
 
 
+async def serve_engines(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    configs: list[ModelConfig],
+    core: ov.Core,
+    devices: DeviceReport,
+    *,
+    families: Families = None,
+    heap_trim: tuple[HeapTrimmer | None, int] = (None, 0),
+    cpu: CpuAllowance | None = None,
+) -> int:
+    """The engine process of ``--workers N``: every model version compiled once here, N
+    front-end processes speaking the protocols (docs/runtime-architecture.md)."""
+    metrics_dir = Path(tempfile.mkdtemp(prefix="kubevino-metrics-"))
+    share_metrics(metrics_dir)
+    try:
+        return await _serve_engines(
+            args, argv, configs, core, devices, metrics_dir, families, heap_trim, cpu
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+async def _serve_engines(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    configs: list[ModelConfig],
+    core: ov.Core,
+    devices: DeviceReport,
+    metrics_dir: Path,
+    families: Families,
+    heap_trim: tuple[HeapTrimmer | None, int],
+    cpu: CpuAllowance | None,
+) -> int:
+    metrics, registry = _registry(args, configs, core, devices)
+    plane = DataPlane(registry, metrics)
+    server = Server(args, registry, plane, devices, core, families, cpu=cpu)
+    server.config_mtime = server._config_mtime()
+    front_ends = FrontEnds(argv, args.workers, args.shutdown_grace_seconds, metrics_dir)
+
+    def describe() -> dict[str, Any]:
+        families = server.families
+        return {
+            "families": None if families is None else sorted(families),
+            "diagnostics": server.report(front_ends.pids),
+        }
+
+    host = EngineHost(registry, args.workers, describe)
+    registry.on_retire = host.hold_for_front_ends
+    stop, received = _stop_on_signals()
+    await front_ends.start(host.connect)
+    _log_start(args, families, core, f" engine process ({args.workers} front ends)")
+
+    loop = asyncio.get_running_loop()
+    ended = loop.create_task(front_ends.first_to_end())
+    stopped = loop.create_task(stop.wait())
+    await registry.refresh()
+    if not registry.ready():
+        for reason in registry.not_ready_reasons():
+            log.warning("not ready: %s", reason)
+
+    async def publish() -> None:
+        while True:
+            host.publish()
+            plane.refresh_gauges()
+            await asyncio.sleep(GROUP_REPORT_SECONDS / 2)
+
+    tasks = [loop.create_task(server.poll()), loop.create_task(publish())]
+    trimmer, minutes = heap_trim
+    if trimmer and minutes:
+        tasks.append(loop.create_task(release_free_heap(minutes, trimmer)))
+    gave_up: list[str] = []
+    if args.model_wait_seconds is not None:
+        watch = _give_up_after(args.model_wait_seconds, registry, stop, gave_up)
+        tasks.append(loop.create_task(watch))
+    await asyncio.wait([ended, stopped], return_when=asyncio.FIRST_COMPLETED)
+    failure = None
+    if ended.done() and not stop.is_set():
+        process = ended.result()
+        log.error(
+            "front end %d ended with status %d while serving: stopping the others",
+            process.pid,
+            process.returncode,
+        )
+        failure = exit_status(process.returncode or 0)
+    ended.cancel()
+    stopped.cancel()
+    for task in tasks:
+        task.cancel()
+
+    log.info("shutting down: no new requests, finishing in-flight ones in every front end")
+    registry.shutting_down = True
+    host.stopping = True
+    host.publish()
+    stopped_with = await front_ends.stop(received[0] if received else signal.SIGTERM)
+    failure = failure or stopped_with
+    try:
+        await asyncio.wait_for(registry.drain(), timeout=args.shutdown_grace_seconds)
+    except TimeoutError:
+        log.warning(
+            "requests still running after %.0f s; exiting anyway", args.shutdown_grace_seconds
+        )
+    host.close()
+    log.info("stopped")
+    return failure or (1 if gave_up else 0)
+
+
 async def _report_to_group(group: WorkerGroup, plane: DataPlane) -> None:
     """Tell the other workers whether this one serves, and keep this worker's gauges current
     in the shared metrics (a scrape refreshes only the worker it lands on)."""
@@ -445,8 +617,12 @@ async def _give_up_after(
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     group = WorkerGroup.from_environment()
+    role = FrontEndRole.from_environment()
     try:
         args = parse_arguments(argv)
+        if role is not None:
+            configure_logging(args, f" [front end {role.index}]")
+            return asyncio.run(serve_front_end(args, role))
         configure_logging(args, f" [worker {group.index}]" if group is not None else "")
         core = ov.Core()
         cpu = read_cpu_allowance()
@@ -494,7 +670,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not _devices_allow_start(devices, targets):
         return 1
     if args.workers > 1 and group is None:
-        return supervise(argv, args.workers, args.shutdown_grace_seconds)
+        if generative is not None:  # generative engines are not split from front ends yet
+            return supervise(argv, args.workers, args.shutdown_grace_seconds)
+        return asyncio.run(
+            serve_engines(
+                args, argv, configs, core, devices, families=families, heap_trim=heap_trim, cpu=cpu
+            )
+        )
     return asyncio.run(
         serve(
             args,

@@ -1,36 +1,45 @@
-"""Several server processes behind the same ports (``--workers N``).
+"""Several processes behind the same ports (``--workers N``): front ends and their supervision.
 
 One process's event loop tops out near a thousand requests a second (bench/runtime_throughput.py
 on 16 cores: the loop thread busy in gRPC's per-call work), well below what OpenVINO computes on
-many cores with a small model. Each worker is a complete server with its own event loop and its
-own compiled models; the workers share the gRPC and REST ports through SO_REUSEPORT, so the
-kernel spreads new connections over them (a connection stays with one worker).
+many cores with a small model. So with ``--workers N`` the process the container started becomes
+the engine process: it compiles every model version once and runs its infer requests, and it
+starts N front-end processes that speak the protocols, share the gRPC and REST ports through
+SO_REUSEPORT (the kernel spreads new connections over them) and hand tensors to the engines
+through shared memory (docs/runtime-architecture.md).
 
-The process started by the container only supervises: it forwards SIGTERM and SIGINT, and when a
-worker ends on its own it stops the others and exits with that worker's status, so the container
-restarts whole instead of serving at part strength. The workers share a directory: metrics live
-there (prometheus_client's multiprocess mode, so /metrics on any worker counts all of them) and
-so does readiness (a worker answers ready only while every worker is ready).
+The engine process also supervises: it forwards SIGTERM and SIGINT, and when a front end ends on
+its own it stops the others and exits with that front end's status, so the container restarts
+whole instead of serving at part strength; a front end whose engine process is gone ends too.
+Metrics live in a directory they share (prometheus_client's multiprocess mode, so /metrics on
+any front end counts every process).
+
+A generative model (``--task``) is not served by engines yet: there ``--workers N`` still runs N
+complete servers under a supervisor (``supervise``), each with its own pipeline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 log = logging.getLogger("kubevino.workers")
 
+FRONT_END_INDEX_ENV = "KUBEVINO_FRONT_END_INDEX"
+ENGINE_CHANNEL_FD_ENV = "KUBEVINO_ENGINE_CHANNEL_FD"
 GROUP_DIR_ENV = "KUBEVINO_WORKER_GROUP_DIR"
 GROUP_SIZE_ENV = "KUBEVINO_WORKER_GROUP_SIZE"
 WORKER_INDEX_ENV = "KUBEVINO_WORKER_INDEX"
@@ -71,6 +80,101 @@ class WorkerGroup:
     def all_ready(self) -> bool:
         markers = [p for p in self.directory.iterdir() if p.name.startswith(_READY_PREFIX)]
         return len(markers) >= self.size
+
+
+@dataclass(frozen=True)
+class FrontEndRole:
+    """What a front-end process is told by the engine process that started it."""
+
+    index: int
+    channel_fd: int
+
+    @classmethod
+    def from_environment(cls) -> FrontEndRole | None:
+        fd = os.environ.get(ENGINE_CHANNEL_FD_ENV)
+        if not fd:
+            return None
+        return cls(int(os.environ.get(FRONT_END_INDEX_ENV, "0")), int(fd))
+
+
+def share_metrics(directory: Path) -> None:
+    """Count this process's metrics in ``directory``, with its front ends' (they inherit the
+    setting). prometheus_client picks its value store when imported, before the flags say
+    whether there are front ends: switch it here, before any metric exists."""
+    from prometheus_client import values
+
+    os.environ[METRICS_DIR_ENV] = str(directory)
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+class FrontEnds:
+    """The engine process's front-end processes: started, watched, stopped."""
+
+    def __init__(
+        self, argv: Sequence[str], count: int, grace_seconds: float, metrics_dir: Path
+    ) -> None:
+        self.argv = list(argv)
+        self.count = count
+        self.grace_seconds = grace_seconds
+        self.metrics_dir = metrics_dir
+        self.processes: list[asyncio.subprocess.Process] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
+    async def start(self, connect: Callable[[int, socket.socket], None]) -> None:
+        from kubevino_runtime.channel import socket_pair
+
+        for index in range(self.count):
+            engine_end, front_end_end = socket_pair()
+            env = {
+                **os.environ,
+                FRONT_END_INDEX_ENV: str(index),
+                ENGINE_CHANNEL_FD_ENV: str(front_end_end.fileno()),
+            }
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "kubevino_runtime",
+                *self.argv,
+                env=env,
+                pass_fds=(front_end_end.fileno(),),
+            )
+            front_end_end.close()  # the front end's own now: its end closes when it ends
+            self.processes.append(process)
+            connect(index, engine_end)
+        log.info("front ends started: pids %s", ", ".join(str(pid) for pid in self.pids))
+
+    async def first_to_end(self) -> asyncio.subprocess.Process:
+        waits = {asyncio.ensure_future(process.wait()): process for process in self.processes}
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        ended = waits[next(iter(done))]
+        _forget_metrics_of(ended.pid, self.metrics_dir)
+        return ended
+
+    async def stop(self, signum: int) -> int | None:
+        """Pass ``signum`` on and wait (grace period, then kill); the first failing front
+        end's exit status, if any."""
+        for process in self.processes:
+            if process.returncode is None:
+                process.send_signal(signum)
+        waiting = [asyncio.ensure_future(process.wait()) for process in self.processes]
+        _, late = await asyncio.wait(waiting, timeout=self.grace_seconds + 5)
+        if late:
+            for process in self.processes:
+                if process.returncode is None:
+                    log.error(
+                        "front end %d did not stop in the grace period: killing it", process.pid
+                    )
+                    process.kill()
+            await asyncio.gather(*late)
+        for process in self.processes:
+            _forget_metrics_of(process.pid, self.metrics_dir)
+        failures = [p.returncode for p in self.processes if p.returncode]
+        return exit_status(failures[0]) if failures else None
 
 
 def supervise(argv: Sequence[str], workers: int, grace_seconds: float) -> int:
@@ -131,7 +235,7 @@ def _wait(
             running.remove(child)
             _forget_metrics_of(child.pid, metrics_dir)
             if not stopping:
-                failure = _exit_status(child.returncode)
+                failure = exit_status(child.returncode)
                 log.error(
                     "worker %d ended with status %d while serving: stopping the others",
                     child.pid,
@@ -139,7 +243,7 @@ def _wait(
                 )
                 stopping.append(signal.SIGTERM)
             elif child.returncode and failure is None:
-                failure = _exit_status(child.returncode)
+                failure = exit_status(child.returncode)
         if deadline is not None and time.monotonic() > deadline:
             for child in running:
                 log.error("worker %d did not stop within the grace period: killing it", child.pid)
@@ -147,7 +251,7 @@ def _wait(
     return failure or 0
 
 
-def _exit_status(returncode: int) -> int:
+def exit_status(returncode: int) -> int:
     """A shell's convention: a worker killed by signal N makes the group exit 128 + N."""
     if returncode < 0:
         return 128 - returncode

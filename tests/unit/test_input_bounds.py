@@ -12,9 +12,10 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
-from kubevino_runtime.engine import LoadedVersion, TensorInfo
+from kubevino_runtime.engine import LoadedVersion
 from kubevino_runtime.errors import ErrorKind, ServingError
 from kubevino_runtime.repository import ModelConfig
+from kubevino_runtime.served import TensorInfo
 
 
 def _rows_model() -> ov.Model:

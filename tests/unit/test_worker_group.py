@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kubevino_runtime.workers import WorkerGroup, _exit_status
+from kubevino_runtime.workers import WorkerGroup, exit_status
 
 
 def test_a_worker_is_ready_only_while_the_whole_group_is(tmp_path: Path) -> None:
@@ -19,6 +19,6 @@ def test_a_worker_is_ready_only_while_the_whole_group_is(tmp_path: Path) -> None
 
 
 def test_the_group_exits_like_a_shell_reports_its_failing_worker() -> None:
-    assert _exit_status(-9) == 137
-    assert _exit_status(1) == 1
-    assert _exit_status(0) == 1  # a worker that ends on its own while serving is a failure
+    assert exit_status(-9) == 137
+    assert exit_status(1) == 1
+    assert exit_status(0) == 1  # a worker that ends on its own while serving is a failure

@@ -11,7 +11,6 @@ import numpy.typing as npt
 from google.protobuf.descriptor import MethodDescriptor
 
 from kubevino_runtime.dataplane import DataPlane
-from kubevino_runtime.engine import LoadedVersion
 from kubevino_runtime.errors import ServingError, invalid
 from kubevino_runtime.protocols import kserve_v2_pb2 as pb
 from kubevino_runtime.protocols import kserve_v2_pb2_grpc as pb_grpc
@@ -26,6 +25,7 @@ from kubevino_runtime.protocols.kserve_wire import (
     InferRequestWire,
     parse_infer_request,
 )
+from kubevino_runtime.served import ServedVersion
 from kubevino_runtime.tensors import from_raw, from_typed_contents, kserve_datatype, numpy_dtype
 
 API = "KServe"
@@ -71,7 +71,7 @@ def decode_inputs(
     return inputs
 
 
-def _requested(request: pb.ModelInferRequest, loaded: LoadedVersion) -> list[str]:
+def _requested(request: pb.ModelInferRequest, loaded: ServedVersion) -> list[str]:
     available = [output.name for output in loaded.outputs]
     names = [output.name for output in request.outputs] or available
     unknown = [name for name in names if name not in available]

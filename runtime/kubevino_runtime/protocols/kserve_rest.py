@@ -10,9 +10,9 @@ import numpy.typing as npt
 from aiohttp import web
 
 from kubevino_runtime.dataplane import DataPlane
-from kubevino_runtime.engine import LoadedVersion
 from kubevino_runtime.errors import ServingError, invalid
 from kubevino_runtime.protocols.http_common import handled, read_body
+from kubevino_runtime.served import ServedVersion
 from kubevino_runtime.tensors import (
     BINARY_HEADER,
     from_json_data,
@@ -176,7 +176,7 @@ class KServeRest:
         with self.plane.version(info["name"], info.get("version")).held() as loaded:
             return await self._infer(request, loaded)
 
-    async def _infer(self, request: web.Request, loaded: LoadedVersion) -> web.Response:
+    async def _infer(self, request: web.Request, loaded: ServedVersion) -> web.Response:
         try:
             body = await read_body(request, self.max_body)
             parsed = split_binary_body(body, request.headers.get(BINARY_HEADER))

@@ -17,7 +17,6 @@ import numpy.typing as npt
 from google.protobuf.message import Message
 
 from kubevino_runtime.dataplane import DataPlane
-from kubevino_runtime.engine import LoadedVersion
 from kubevino_runtime.errors import ServingError, invalid, not_found
 from kubevino_runtime.protocols.grpc_common import (
     abort,
@@ -39,6 +38,7 @@ from kubevino_runtime.protocols.tfs_messages import (
     model_status,
 )
 from kubevino_runtime.protocols.tfs_tensors import decode_tensor, fill_tensor
+from kubevino_runtime.served import ServedVersion
 
 API = "TensorFlowServing"
 PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
@@ -71,7 +71,7 @@ def decode_inputs(request: predict_pb2.PredictRequest) -> dict[str, npt.NDArray[
     return {name: decode_tensor(name, tensor) for name, tensor in request.inputs.items()}
 
 
-def requested_outputs(output_filter: Iterable[str], loaded: LoadedVersion) -> list[str]:
+def requested_outputs(output_filter: Iterable[str], loaded: ServedVersion) -> list[str]:
     """The outputs to return: those in ``output_filter`` (once each), or all when it is empty."""
     available = [output.name for output in loaded.outputs]
     names = list(dict.fromkeys(output_filter)) or available

@@ -11,9 +11,8 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from kubevino_runtime.engine import LoadedVersion, TensorInfo
 from kubevino_runtime.errors import not_found
-from kubevino_runtime.models import ModelRegistry
+from kubevino_runtime.models import VersionLookup
 from kubevino_runtime.protocols.descriptors import POOL
 from kubevino_runtime.protocols.tfs_api.tensorflow.core.protobuf import (
     error_codes_pb2,
@@ -24,6 +23,7 @@ from kubevino_runtime.protocols.tfs_api.tensorflow_serving.apis import (
     get_model_status_pb2,
 )
 from kubevino_runtime.protocols.tfs_tensors import tf_dtype
+from kubevino_runtime.served import ServedVersion, TensorInfo
 
 SIGNATURE = "serving_default"
 SIGNATURE_DEF_FIELD = "signature_def"  # the one metadata field TF Serving defines
@@ -41,7 +41,7 @@ _STATES: dict[str, tuple[int, int]] = {
 
 
 def model_status(
-    registry: ModelRegistry, name: str, version: int | None
+    registry: VersionLookup[Any], name: str, version: int | None
 ) -> get_model_status_pb2.GetModelStatusResponse:
     """Every version the model has had, oldest first, or only ``version`` when one is given
     (0 or None: every version, as in Model Server)."""
@@ -62,7 +62,7 @@ def model_status(
     return response
 
 
-def model_metadata(loaded: LoadedVersion) -> get_model_metadata_pb2.GetModelMetadataResponse:
+def model_metadata(loaded: ServedVersion) -> get_model_metadata_pb2.GetModelMetadataResponse:
     """One ``serving_default`` signature with every input and output; -1 marks a dynamic
     dimension."""
     signatures = get_model_metadata_pb2.SignatureDefMap()

@@ -13,12 +13,12 @@ import numpy.typing as npt
 from aiohttp import web
 
 from kubevino_runtime.dataplane import DataPlane
-from kubevino_runtime.engine import LoadedVersion, TensorInfo
 from kubevino_runtime.errors import ServingError, invalid
 from kubevino_runtime.jsonbody import parse_json_body
 from kubevino_runtime.models import parse_version
 from kubevino_runtime.protocols.http_common import handled, read_body
 from kubevino_runtime.protocols.tfs_messages import as_json, model_metadata, model_status
+from kubevino_runtime.served import ServedVersion, TensorInfo
 from kubevino_runtime.tensors import json_array
 
 API = "TensorFlowServing"
@@ -30,7 +30,7 @@ def _array(value: Any, info: TensorInfo) -> npt.NDArray[Any]:
     return json_array(value, info.element_type, info.name)
 
 
-def _row_inputs(instances: Any, loaded: LoadedVersion) -> dict[str, npt.NDArray[Any]]:
+def _row_inputs(instances: Any, loaded: ServedVersion) -> dict[str, npt.NDArray[Any]]:
     if not isinstance(instances, list) or not instances:
         raise invalid("'instances' must be a non-empty list")
     if len(loaded.inputs) == 1 and not isinstance(instances[0], dict):
@@ -50,7 +50,7 @@ def _row_inputs(instances: Any, loaded: LoadedVersion) -> dict[str, npt.NDArray[
     return {info.name: _array(columns[info.name], info) for info in loaded.inputs}
 
 
-def _column_inputs(inputs: Any, loaded: LoadedVersion) -> dict[str, npt.NDArray[Any]]:
+def _column_inputs(inputs: Any, loaded: ServedVersion) -> dict[str, npt.NDArray[Any]]:
     if not isinstance(inputs, dict):
         if len(loaded.inputs) != 1:
             raise invalid("'inputs' must be an object naming each input of this model")
@@ -107,7 +107,7 @@ class TfServingRest:
         with self.plane.version(info["name"], info.get("version")).held() as loaded:
             return await self._predict(request, loaded)
 
-    async def _predict(self, request: web.Request, loaded: LoadedVersion) -> web.Response:
+    async def _predict(self, request: web.Request, loaded: ServedVersion) -> web.Response:
         try:
             body = await read_body(request, self.max_body)
             document = parse_json_body(body)

@@ -1,0 +1,78 @@
+"""A front-end process of ``--workers N``: the protocols on the shared ports, the engines in the
+engine process (``frontend.EngineLink``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from kubevino_runtime.dataplane import DataPlane
+from kubevino_runtime.frontend import EngineLink
+from kubevino_runtime.metrics import Metrics
+from kubevino_runtime.workers import FrontEndRole
+
+log = logging.getLogger("kubevino.server")
+
+
+class _Pages:
+    """/metrics and /kubevino/diagnostics of a front end: what the engine process reports."""
+
+    def __init__(self, link: EngineLink, plane: DataPlane) -> None:
+        self.link = link
+        self.plane = plane
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        families = self.link.catalogue.get("families")
+        if families is None:
+            raise web.HTTPNotFound()  # as Model Server without metrics enabled
+        body = self.plane.metrics.exposition(frozenset(families))
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def diagnostics(self, request: web.Request) -> web.Response:
+        if not self.link.received.is_set():
+            raise web.HTTPServiceUnavailable(text="waiting for the engine process")
+        report = dict(self.link.catalogue["diagnostics"])
+        report["answeredBy"] = os.getpid()
+        return web.json_response(report)
+
+
+async def serve_front_end(args: argparse.Namespace, role: FrontEndRole) -> int:
+    """Serve until SIGTERM (then drain this front end's requests: 0) or until the engine
+    process is gone (1: the pod stops whole)."""
+    # Imported here: server imports this module, and a front end needs only its listeners.
+    from kubevino_runtime.server import _application, _listen, _stop_on_signals
+
+    stop, _ = _stop_on_signals()
+    engine_lost: list[bool] = []
+
+    def lost() -> None:
+        if not stop.is_set():
+            log.error("the engine process is gone: stopping")
+            engine_lost.append(True)
+        stop.set()
+
+    link = EngineLink(socket.socket(fileno=role.channel_fd), lost)
+    plane = DataPlane(link.registry, Metrics(), engines_here=False)
+    pages = _Pages(link, plane)
+    app = _application(args, plane, pages.metrics, pages.diagnostics)
+    runner, grpc_server = await _listen(args, plane, app, reuse_port=True)
+    link.hello()
+    log.info("front end %d serving (pid %d)", role.index, os.getpid())
+    await stop.wait()
+    link.registry.shutting_down = True
+    grace = args.shutdown_grace_seconds
+    await asyncio.gather(grpc_server.stop(grace), runner.cleanup())
+    if not engine_lost:
+        try:
+            await asyncio.wait_for(link.registry.drain(), timeout=grace)
+        except TimeoutError:
+            log.warning("requests still running after %.0f s; exiting anyway", grace)
+    link.close()
+    log.info("stopped")
+    return 1 if engine_lost else 0
