@@ -318,7 +318,7 @@ TABLE: Final[tuple[Borrowed, ...]] = (
         OK,
         "1 (the default) is what kubevino-serve runs: "
         "one gRPC server; more is refused: one event loop serves them all, so extra "
-        "gRPC servers would add nothing; --workers N runs N server processes instead",
+        "gRPC servers would add nothing; --workers N runs N front-end processes instead",
     ),
     Borrowed(
         "--rest_workers",
@@ -328,7 +328,7 @@ TABLE: Final[tuple[Borrowed, ...]] = (
         NO,
         "sets Model Server's REST thread pool; "
         "kubevino-serve's REST server runs on one event loop without such a pool",
-        "use --workers N for N server processes sharing the ports",
+        "use --workers N for N front-end processes sharing the ports",
     ),
     Borrowed(
         "--file_system_poll_wait_seconds",
@@ -405,7 +405,7 @@ TABLE: Final[tuple[Borrowed, ...]] = (
         NO,
         "bounds Model Server's gRPC thread pool; "
         "kubevino-serve's gRPC server runs on one event loop without such a pool",
-        "use --workers N for N server processes",
+        "use --workers N for N front-end processes",
     ),
     Borrowed(
         "--grpc_memory_quota",

@@ -169,9 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=positive_integer,
         default=1,
-        help="server processes sharing the ports (SO_REUSEPORT), each with its own copy of "
-        "every model; more than one lifts the single event loop's limit of about a thousand "
-        "requests a second (default 1)",
+        help="front-end processes sharing the ports (SO_REUSEPORT) and feeding one engine "
+        "process that holds the one compiled copy of every model; more than one lifts the "
+        "single event loop's limit of about a thousand requests a second (default 1)",
     )
     for refused in refused_flags():
         # Known only to be refused after parsing, whatever value follows it.

@@ -1,0 +1,112 @@
+"""The pod's memory per front-end count: kubevino-serve with ``--workers 1, 2, 4`` measured side
+by side in one run, each after the same warm-up traffic over gRPC and REST.
+
+For each count it prints the sum over the server's process tree (the engine process and its
+front ends) of
+
+* RSS: what ``ps`` shows per process, summed; pages shared between processes (the Python
+  interpreter, libraries, OpenVINO's code) are counted once per process, so this overstates;
+* PSS: each shared page divided among the processes sharing it; the sum is what the pod
+  really holds, close to what its memory cgroup charges,
+
+and the ratio of each to the one-front-end server. Issue 17's target: 4 front ends <= 1.3x one
+process (RSS), for the ResNet-50-sized model. Before the engine split, N workers were N complete
+servers, each with its own compiled model: ``N x`` the one-process figure is printed beside it.
+
+    python bench/runtime_memory.py [--counts 1,2,4] [--sizes resnet50] [--requests 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import numpy as np
+import tritonclient.grpc as triton_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.runtime.serving import kserve_binary_request, running_server
+
+from kubevino_runtime.demo_model import INPUT_NAME, sample_input, write_model
+
+
+def process_tree(pid: int) -> list[int]:
+    pids = [pid]
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        pids.extend(process_tree(int(child)))
+    return pids
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """RSS and PSS of one process, in KiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Pss"):
+            values[key] = int(rest.split()[0])
+    return values["Rss"], values["Pss"]
+
+
+def warm_up(rest: str, grpc: str, requests: int) -> None:
+    """Traffic over both protocols and many connections, so every front end has made its
+    slots and buffers, and the engine its infer requests' memory."""
+    image = sample_input()
+    body, headers = kserve_binary_request(image, INPUT_NAME)
+    for _ in range(requests):
+        response = httpx.post(f"{rest}/v2/models/bench/infer", content=body, headers=headers)
+        response.raise_for_status()
+        client = triton_grpc.InferenceServerClient(grpc)
+        tensor = triton_grpc.InferInput(INPUT_NAME, list(image.shape), "FP32")
+        tensor.set_data_from_numpy(image)
+        result = client.infer("bench", [tensor]).as_numpy("probabilities")
+        assert result is not None and np.isfinite(result).all()
+        client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counts", default="1,2,4", help="front-end counts (--workers)")
+    parser.add_argument("--sizes", default="resnet50", help="bundled model sizes")
+    parser.add_argument("--requests", type=int, default=50, help="warm-up requests per protocol")
+    args = parser.parse_args()
+    counts = [int(count) for count in args.counts.split(",")]
+    for size in args.sizes.split(","):
+        with tempfile.TemporaryDirectory() as scratch:
+            workdir = Path(scratch)
+            write_model(workdir / "bench", size=size)
+            measured: dict[int, tuple[int, int, int]] = {}
+            for count in counts:
+                served = [
+                    *("--model_path", str(workdir / "bench"), "--model_name", "bench"),
+                    *("--workers", str(count)),
+                ]
+                with running_server(served, workdir) as server:
+                    server.wait_ready(180)
+                    warm_up(server.rest, server.grpc, args.requests)
+                    pids = process_tree(server.process.pid)
+                    totals = [memory_kib(pid) for pid in pids]
+                    measured[count] = (
+                        len(pids),
+                        sum(rss for rss, _ in totals),
+                        sum(pss for _, pss in totals),
+                    )
+        _, one_rss, one_pss = measured[counts[0]]
+        print(f"\nmodel {size}: the server's process tree after warm-up (MiB)")
+        for count, (processes, rss, pss) in measured.items():
+            print(
+                f"{count} front end{'s' if count > 1 else ' '} ({processes} processes): "
+                f"RSS {rss / 1024:7.1f} ({rss / one_rss:.2f}x)  "
+                f"PSS {pss / 1024:7.1f} ({pss / one_pss:.2f}x)  "
+                f"[{count} complete servers, as before the split: RSS "
+                f"{count * one_rss / 1024:7.1f}]"
+            )
+        print("target: 4 front ends <= 1.3x one process (RSS)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
