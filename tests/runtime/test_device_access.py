@@ -234,6 +234,7 @@ def test_auto_with_cpu_among_its_candidates_serves_and_reports_what_it_chose(
                 "streams": 0,  # AUTO does not say how many streams its CPU choice runs
                 "inferRequests": 1,
                 "optimalInferRequests": 1,
+                "enginePid": server.process.pid,  # one front end: the engine is in-process
             }
         ]
         metadata = httpx.get(f"{server.rest}/v2/models/classifier").json()
