@@ -2,11 +2,12 @@
 
 Which devices each pod's claims were allocated (``status.devices``), read from the claims'
 ``status.allocation.devices.results``; and, when a pod gets none, why, from the words of the
-component that refused: the scheduler's ``PodScheduled=False`` message (no device satisfies the
-request, the DeviceClass is gone), the kubelet's ``FailedPrepareDynamicResources`` Event (the
-class's DRA driver does not run on the node), and the container runtime's create error (CDI
-could not inject the device the driver named). Those words are the only place these causes are
-told apart: a claim carries no condition saying why it is not allocated.
+component that refused: the scheduler's ``PodScheduled=False`` message (no device satisfies
+the request, a selector fails on the devices, the DeviceClass is gone), the kubelet's
+``FailedPrepareDynamicResources`` Event (the class's DRA driver does not run on the node), and
+the container runtime's create error (CDI could not inject the device the driver named). Those
+words are the only place these causes are told apart: a claim carries no condition saying why
+it is not allocated.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 NO_MATCHING_DEVICE = "NoMatchingDevice"
 DEVICE_CLASS_MISSING = "DeviceClassMissing"
+DEVICE_SELECTOR_FAILED = "DeviceSelectorFailed"
 DRA_DRIVER_NOT_RUNNING = "DRADriverNotRunning"
 CDI_INJECTION_FAILED = "CDIInjectionFailed"
 CLAIM_PREPARE_FAILED = "ClaimPrepareFailed"
@@ -25,6 +27,7 @@ CLAIM_REASONS = frozenset(
     {
         NO_MATCHING_DEVICE,
         DEVICE_CLASS_MISSING,
+        DEVICE_SELECTOR_FAILED,
         DRA_DRIVER_NOT_RUNNING,
         CDI_INJECTION_FAILED,
         CLAIM_PREPARE_FAILED,
@@ -41,6 +44,9 @@ _CLASS_MISSING = re.compile(
     re.IGNORECASE,
 )
 _CANNOT_ALLOCATE = "cannot allocate all claims"
+# A selector that fails on a published device (it names an attribute or capacity the device
+# does not have): the scheduler stops with an error rather than skipping the device.
+_SELECTOR_ERROR = re.compile(r"selector #\d+: CEL runtime error: (?P<error>[^.]*)")
 # The kubelet: no plugin registered under the driver's name, or its socket does not answer.
 _DRIVER_GONE = re.compile(
     r"DRA driver (?P<driver>[\w.-]+) is not registered"
@@ -58,7 +64,8 @@ class ClaimProblem:
 
     reason: str
     said: str
-    # What the saying names, when it does: the DeviceClass or the DRA driver.
+    # What the saying names, when it does: the DeviceClass, the DRA driver, or the selector's
+    # error.
     subject: str = ""
 
 
@@ -69,6 +76,9 @@ def scheduling_problem(message: str) -> ClaimProblem | None:
         return ClaimProblem(
             DEVICE_CLASS_MISSING, message, missing["name"] or missing["quoted"] or ""
         )
+    failed = _SELECTOR_ERROR.search(message)
+    if failed is not None:
+        return ClaimProblem(DEVICE_SELECTOR_FAILED, message, failed["error"].strip())
     if _CANNOT_ALLOCATE in message:
         return ClaimProblem(NO_MATCHING_DEVICE, message)
     return None

@@ -15,6 +15,7 @@ from kubevino_operator.claimhealth import (
     CDI_INJECTION_FAILED,
     CLAIM_REASONS,
     DEVICE_CLASS_MISSING,
+    DEVICE_SELECTOR_FAILED,
     DRA_DRIVER_NOT_RUNNING,
     NO_MATCHING_DEVICE,
     devices_of_pod,
@@ -91,6 +92,14 @@ def _claim_fix(problem: PodProblem, rendered: Rendered, settings: Settings) -> s
             f"spec.device.resourceClaim (selectors, minMemory; `kubectl get resourceslices "
             f"-o yaml` lists each device's attributes and capacity), or free or add a device"
         )
+    if problem.reason == DEVICE_SELECTOR_FAILED:
+        asked = f" ({narrowing})" if narrowing else ""
+        return (
+            f"a selector of the claim on {wanted}{asked} fails on a published device "
+            f"({problem.subject or 'CEL runtime error'}): it names an attribute or capacity "
+            f"that device does not publish: select only what every device of the class "
+            f"publishes (`kubectl get resourceslices -o yaml` lists them)"
+        )
     if problem.reason == DEVICE_CLASS_MISSING:
         gone = f"DeviceClass {problem.subject}" if problem.subject else wanted
         return (
@@ -99,7 +108,7 @@ def _claim_fix(problem: PodProblem, rendered: Rendered, settings: Settings) -> s
             f"spec.device.resourceClaim.deviceClassName or the operator settings' "
             f"draDeviceClasses"
         )
-    driver = f"DRA driver {problem.subject}" if problem.subject else f"the DRA driver of {wanted}"
+    driver = f"DRA driver {problem.subject}" if problem.subject else f"DRA driver of {wanted}"
     if problem.reason == DRA_DRIVER_NOT_RUNNING:
         return (
             f"start the {driver} on {node} (its kubelet plugin registers under the kubelet's "

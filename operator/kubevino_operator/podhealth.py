@@ -177,15 +177,17 @@ def diagnose(pods: list[dict[str, Any]]) -> PodProblem | None:
         node = (pod.get("spec") or {}).get("nodeName", "")
         status = pod.get("status") or {}
         for condition in status.get("conditions") or []:
-            if (
-                condition.get("type") == "PodScheduled"
-                and condition.get("status") == "False"
-                and condition.get("reason") == "Unschedulable"
-            ):
+            unscheduled = condition.get("type") == "PodScheduled" and (
+                condition.get("status") == "False"
+            )
+            # SchedulerError: what the scheduler could not decide (a claim's selector that
+            # fails on a device) rather than what no node has.
+            if unscheduled and condition.get("reason") in ("Unschedulable", "SchedulerError"):
                 message = condition.get("message", "")
                 claim = scheduling_problem(message)
                 if claim is not None:
                     return _claim_problem(name, "", f"fits no node: {message}", claim)
+            if unscheduled and condition.get("reason") == "Unschedulable":
                 return PodProblem(
                     "Unschedulable",
                     _short(f"pod {name} fits no node: {condition.get('message', '')}"),

@@ -52,13 +52,25 @@ NO_ALLOCATION = (
     "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
 )
 CLASS_GONE = (
-    "0/1 nodes are available: 1 cannot allocate all claims. still not schedulable, "
-    "preemption: 0/1 nodes are available: 1 request intel-gpu: device class gone.kubevino.test "
-    "does not exist."
+    "0/1 nodes are available: request intel-gpu: device class gone.kubevino.test does not "
+    "exist. no new claims to deallocate, preemption: 0/1 nodes are available: 1 Preemption is "
+    "not helpful for scheduling."
+)
+# PodScheduled=False with reason SchedulerError: a selector naming what the device lacks.
+SELECTOR_ERROR = (
+    'running "DynamicResources" filter plugin: claim dra-restricted/arc-7d9c-x2x-devices-ab: '
+    "selector #0: CEL runtime error: no such key: family"
 )
 NOT_REGISTERED = (
     "Failed to prepare dynamic resources: prepare dynamic resources: DRA driver "
     f"{DRIVER} is not registered"
+)
+# The same, in the seconds before the kubelet noticed the plugin's socket went.
+SOCKET_GONE = (
+    "Failed to prepare dynamic resources: prepare dynamic resources: NodePrepareResources: rpc "
+    'error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: '
+    f"dial unix /var/lib/kubelet/plugins/{DRIVER}/dra.sock: connect: no such file or "
+    'directory"'
 )
 PREPARE_FAILED = "FailedPrepareDynamicResources"
 CDI_UNRESOLVABLE = (
@@ -126,12 +138,15 @@ def _claim(pod: str = "arc-7d9c-x2x", device: str | None = "renderd128") -> dict
     return claim
 
 
-def _unscheduled(message: str) -> dict[str, Any]:
+def _unscheduled(message: str, reason: str = "Unschedulable") -> dict[str, Any]:
     condition = {
         "type": "PodScheduled",
         "status": "False",
-        "reason": "Unschedulable",
+        "reason": reason,
         "message": message,
+        "observedGeneration": 1,
+        "lastProbeTime": None,
+        "lastTransitionTime": "2026-11-29T16:35:36Z",
     }
     return _pod(node="", conditions=[condition])
 
@@ -289,6 +304,17 @@ def test_a_selector_or_memory_floor_no_device_meets_is_no_matching_device() -> N
     assert "minMemory 2Gi" in floor.message
 
 
+def test_a_selector_that_fails_on_a_published_device_is_device_selector_failed() -> None:
+    problem = diagnose([_unscheduled(SELECTOR_ERROR, reason="SchedulerError")])
+    assert problem is not None and problem.reason == "DeviceSelectorFailed"
+    selective = _claim_model(selectors=[f'device.attributes["{DRIVER}"].family == "Arc"'])
+    state = _device_access(_rendered(selective), problem)
+    assert (state.status, state.reason) == ("False", "DeviceSelectorFailed")
+    assert "fails on a published device (no such key: family)" in state.message
+    other = diagnose([_unscheduled("binding rejected: etcd timeout", reason="SchedulerError")])
+    assert other is None  # a scheduler error of another kind is not the claim's
+
+
 def test_ready_says_the_claim_problem_rather_than_waiting_for_a_node() -> None:
     status = build_status(
         generation=1,
@@ -327,6 +353,8 @@ def test_a_driver_the_kubelet_has_not_registered_is_dra_driver_not_running() -> 
     state = _device_access(_rendered(_claim_model()), problem)
     assert (state.status, state.reason) == ("False", "DRADriverNotRunning")
     assert "is not registered" in state.message
+    dialing = diagnose_events(pods, [_warning(name, PREPARE_FAILED, SOCKET_GONE)])
+    assert dialing is not None and dialing.reason == "DRADriverNotRunning"
     assert f"Fix: start the DRA driver {DRIVER} on node {NODE}" in state.message
     driver_said = "NodePrepareResources failed for ResourceClaim arc-a: no such device"
     refused = diagnose_events(pods, [_warning(name, PREPARE_FAILED, driver_said)])
