@@ -88,8 +88,19 @@ def test_the_drivers_resource_slices_say_whether_any_node_has_a_device(
     intel_gpu_class: dict[str, Any],
 ) -> None:
     cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(intel_gpu_class))
-    device = {"targetDevice": "GPU", "accessMode": "ResourceClaim"}
+    device = {
+        "targetDevice": "GPU",
+        "accessMode": "ResourceClaim",
+        "resourceClaim": {"minMemory": "8Gi"},
+    }
     apply(cluster, model_manifest("arc", namespace, device=device))
+    # The API server compiles the memory floor's CEL (the capacity of the device's driver).
+    template = wait_until(
+        lambda: get(cluster, "resourceclaimtemplate", "arc-devices", namespace), 60
+    )
+    (request,) = template["spec"]["spec"]["devices"]["requests"]
+    floor = 'device.capacity[device.driver].memory.compareTo(quantity("8Gi")) >= 0'
+    assert request["exactly"]["selectors"] == [{"cel": {"expression": floor}}]
     # The class selects driver gpu.intel.com, and no ResourceSlice of that driver exists.
     gone = _device_access_reason(cluster, "arc", namespace, "DRADriverNotRunning")
     assert "no node publishes a ResourceSlice of DRA driver gpu.intel.com" in gone["message"]
