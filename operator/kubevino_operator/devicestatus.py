@@ -42,6 +42,7 @@ _REFUSAL_REASONS = {
     "DeviceClassMissing": DEVICE_CLASS_MISSING,
     "ResourceClaimUnsupported": "ResourceClaimUnsupported",
 }
+NAMED_DEVICES = 4
 _GROUP_IN_MESSAGE = re.compile(r"\(group (\d+), mode")
 
 
@@ -267,10 +268,11 @@ def device_access_state(
         )
     names = ", ".join(PROFILES[name].name for name in resolution.accelerators if name != "cpu")
     if serving:
-        allocated = ", ".join(
-            sorted({f"{d['driver']} device {d['pool']}/{d['device']}" for d in devices})
-        )
-        claimed = f" (allocated {allocated})" if allocated else ""
+        named = sorted({f"{d['driver']} device {d['pool']}/{d['device']}" for d in devices})
+        # A large model's every device is in status.devices; the message names a few.
+        more = f" and {len(named) - NAMED_DEVICES} more" if len(named) > NAMED_DEVICES else ""
+        allocated = ", ".join(named[:NAMED_DEVICES]) + more
+        claimed = f" (allocated {allocated})" if named else ""
         return ConditionState(
             "True", "DevicesUsable", f"the serving pods opened their {names} device nodes{claimed}"
         )

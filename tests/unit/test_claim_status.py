@@ -258,6 +258,9 @@ def test_serving_claim_pods_say_which_devices_they_use() -> None:
     state = device_access_state(_rendered(_claim_model()), None, True, SETTINGS, devices)
     assert (state.status, state.reason) == ("True", "DevicesUsable")
     assert f"allocated {DRIVER} device {NODE}/renderd128" in state.message
+    many = [{**devices[0], "pod": f"arc-{n}", "device": f"renderd{n}"} for n in range(128, 136)]
+    state = device_access_state(_rendered(_claim_model()), None, True, SETTINGS, many)
+    assert state.message.endswith(f"{DRIVER} device {NODE}/renderd131 and 4 more)")
 
 
 def test_status_devices_come_and_go_with_resource_claim_mode() -> None:
