@@ -62,7 +62,8 @@ class PodProblem:
     condition: str = ""
     node: str = ""
     pod: str = ""
-    # What a Dynamic Resource Allocation problem names: the DeviceClass or the DRA driver.
+    # What a Dynamic Resource Allocation problem names: the DeviceClass, the DRA driver or the
+    # error of the selector that failed.
     subject: str = ""
 
 
