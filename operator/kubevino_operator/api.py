@@ -1156,6 +1156,19 @@ class PipelineStatus(ApiModel):
     )
 
 
+class AllocatedDevice(ApiModel):
+    """A device Dynamic Resource Allocation gave one of the model's pods, from its
+    ResourceClaim's status.allocation.devices.results."""
+
+    pod: str = Field(description="The pod whose claim it is.", max_length=253)
+    node: str | None = Field(default=None, description="The node the pod runs on.", max_length=253)
+    claim: str = Field(description="The ResourceClaim.", max_length=253)
+    request: str = Field(description="The claim's request it answers.", max_length=253)
+    driver: str = Field(description="The DRA driver that publishes it.", max_length=253)
+    pool: str = Field(description="The driver's pool (usually the node).", max_length=253)
+    device: str = Field(description="The device's name in its ResourceSlice.", max_length=253)
+
+
 class InferenceModelStatus(ApiModel):
     """Observed state, written by the operator."""
 
@@ -1202,6 +1215,11 @@ class InferenceModelStatus(ApiModel):
     pod_security_level: str | None = Field(
         default=None,
         description="Pod Security Standard level the pods need (restricted/baseline/privileged).",
+    )
+    devices: list[AllocatedDevice] | None = Field(
+        default=None,
+        description="ResourceClaim mode: the devices each pod's claims were allocated "
+        "(driver, pool, device), as the scheduler wrote them into the claims.",
     )
 
 

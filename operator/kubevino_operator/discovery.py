@@ -10,6 +10,7 @@ nodes a pod may land on instead of one GID guessed for the whole cluster.
 from __future__ import annotations
 
 import json
+import re
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -190,12 +191,58 @@ class DiscoveredNode:
         return cls(str(metadata.get("name", "")), labels, accelerators, gids)
 
 
+# How a DeviceClass names its driver (Intel's, the upstream examples', every driver's own).
+_CLASS_DRIVER = re.compile(r"""^\s*device\.driver\s*==\s*["']([\w.-]+)["']\s*$""")
+
+
 @dataclass(frozen=True)
 class DraFacts:
-    """What the cluster offers Dynamic Resource Allocation."""
+    """What the cluster offers Dynamic Resource Allocation: its DeviceClasses, and what the
+    drivers' ResourceSlices publish (the scheduler allocates from those and nothing else)."""
 
     served: bool  # the API server serves resource.k8s.io/v1
     device_classes: frozenset[str] = frozenset()
+    # (class, driver) for each class whose selector names its driver.
+    class_drivers: frozenset[tuple[str, str]] = frozenset()
+    # (driver, node) for each node a driver's slices publish at least one device on ("" for
+    # devices not bound to one node); and every driver with a slice at all.
+    published: frozenset[tuple[str, str]] = frozenset()
+    drivers_with_slices: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_objects(
+        cls, classes: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]]
+    ) -> DraFacts:
+        names, drivers = set(), set()
+        for device_class in classes:
+            name = str(device_class["metadata"]["name"])
+            names.add(name)
+            expressions = [
+                ((selector.get("cel") or {}).get("expression") or "")
+                for selector in (device_class.get("spec") or {}).get("selectors") or []
+            ]
+            for expression in expressions:
+                named = _CLASS_DRIVER.match(expression)
+                if named is not None:
+                    drivers.add((name, named.group(1)))
+        published, sliced = set(), set()
+        for resource_slice in slices:
+            spec = resource_slice.get("spec") or {}
+            driver = str(spec.get("driver", ""))
+            sliced.add(driver)
+            if spec.get("devices"):
+                published.add((driver, str(spec.get("nodeName") or "")))
+        return cls(
+            True, frozenset(names), frozenset(drivers), frozenset(published), frozenset(sliced)
+        )
+
+    def driver_of(self, device_class: str) -> str | None:
+        """The driver a class allocates from, when its selectors say so plainly."""
+        drivers = {driver for name, driver in self.class_drivers if name == device_class}
+        return drivers.pop() if len(drivers) == 1 else None
+
+    def nodes_publishing(self, driver: str) -> tuple[str, ...]:
+        return tuple(sorted(node for name, node in self.published if name == driver))
 
 
 @dataclass(frozen=True)

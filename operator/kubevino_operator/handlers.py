@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from kubevino_operator import api
 from kubevino_operator.api import InferenceModel
+from kubevino_operator.claimhealth import KnownClaims, allocated_devices
 from kubevino_operator.cli import describe_validation_error
 from kubevino_operator.coalesce import Coalescer
 from kubevino_operator.discovery import DISCOVERED_LABEL, DraFacts, Inventory
@@ -76,6 +77,7 @@ class Context:
     refreshed_at: dict[tuple[str, str], float] = {}
     owners = OwnerCopies()
     pipelines = PipelineReports()
+    claims = KnownClaims()
     background: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -85,7 +87,10 @@ class Context:
         return cls.kube
 
 
-RECHECK_SECONDS = 45
+# A pod stuck where only Events say why (a volume, a claim the kubelet cannot prepare) is
+# read again within about RECHECK_SECONDS * 1.5: a DRA driver that stops is named within a
+# minute.
+RECHECK_SECONDS = 20
 INVENTORY_MAX_AGE_SECONDS = 15
 
 
@@ -126,7 +131,8 @@ async def _dra_facts(kube: Kube) -> DraFacts:
         if error.status != 404:
             raise
         return DraFacts(served=False)
-    return DraFacts(True, frozenset(item["metadata"]["name"] for item in classes))
+    slices = await kube.list("resource.k8s.io/v1", "ResourceSlice", "")
+    return DraFacts.from_objects(classes, slices)
 
 
 @kopf.on.startup()
@@ -340,11 +346,17 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
         deployment = await kube.get("apps/v1", "Deployment", namespace, name)
     pod_problem = None
     report = None
+    devices = None
     if isinstance(rendered, Rendered):
         short, fetched = _short_of_pods(deployment), is_fetched(rendered.model)
-        # Pods are read only when they have something to say: why too few serve, or what
-        # the model fetch reported.
-        pods = Watched.pods_of(model) if (short or fetched) else []
+        claiming = rendered.resolution.access_mode == "ResourceClaim" and bool(
+            rendered.resolution.device_claims
+        )
+        # Pods are read only when they have something to say: why too few serve, what the
+        # model fetch reported, or which devices their claims were allocated.
+        pods = Watched.pods_of(model) if (short or fetched or claiming) else []
+        if claiming:
+            devices = await _allocated_devices(model, pods)
         report = fetch_report(pods) if fetched else None
         if short:
             pod_problem = diagnose(pods)
@@ -371,6 +383,7 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
         settings=Context.settings,
         fetch_report=report,
         pipeline_report=pipeline_report,
+        devices=devices,
     )
     if applied_replicas is not None:
         status["appliedReplicas"] = applied_replicas
@@ -386,6 +399,26 @@ async def _refresh_now(model: tuple[str, str], hints: RefreshHints) -> None:
         )
         Context.owners.remember(model, written)
     await _announce(owner, previous, status)
+
+
+async def _allocated_devices(
+    model: tuple[str, str], pods: list[dict[str, Any]]
+) -> list[dict[str, str]]:
+    """What the pods' ResourceClaims were allocated; only claims not yet known allocated are
+    read (KnownClaims)."""
+    live = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
+    names = Context.claims.to_read(model, live)
+    try:
+        read = await asyncio.gather(
+            *(Context.client().get("resource.k8s.io/v1", "ResourceClaim", model[0], name)
+              for name in names)
+        )  # fmt: skip
+    except KubeError as error:  # the status keeps what is known; the next refresh reads again
+        log.warning("claims of %s/%s not read: %s", *model, error)
+        read = []
+        names = []
+    known = Context.claims.record(model, live, dict(zip(names, read, strict=True)))
+    return allocated_devices(live, known)
 
 
 def _pipeline_report(model: tuple[str, str], rendered: Rendered) -> dict[str, Any] | None:
@@ -491,6 +524,8 @@ async def recheck() -> None:
         Context.owners.forget(gone)
     for gone in Context.pipelines.keys() - set(models):
         Context.pipelines.forget(gone)
+    for gone in Context.claims.keys() - set(models):
+        Context.claims.forget(gone)
     quiet_since = time.monotonic() - RECHECK_SECONDS / 2
     turns = asyncio.Semaphore(RECHECKS_AT_ONCE)
 

@@ -28,6 +28,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("resource.k8s.io/v1", "ResourceClaimTemplate"): "resourceclaimtemplates",
     ("resource.k8s.io/v1", "ResourceClaim"): "resourceclaims",
     ("resource.k8s.io/v1", "DeviceClass"): "deviceclasses",
+    ("resource.k8s.io/v1", "ResourceSlice"): "resourceslices",
     (API_VERSION, KIND): PLURAL,
 }
 

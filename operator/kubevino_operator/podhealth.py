@@ -11,6 +11,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kubevino_operator.claimhealth import (
+    PREPARE_FAILED_EVENT,
+    ClaimProblem,
+    injection_problem,
+    prepare_problem,
+    scheduling_problem,
+)
+
 MESSAGE_LIMIT = 1200
 
 _IMAGE_PULL = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -53,6 +61,10 @@ class PodProblem:
     # check stopped it) or "ModelLoaded" (the model fetch failed); "" for Ready alone.
     condition: str = ""
     node: str = ""
+    pod: str = ""
+    # What a Dynamic Resource Allocation problem names: the DeviceClass, the DRA driver or the
+    # error of the selector that failed.
+    subject: str = ""
 
 
 def _short(text: str) -> str:
@@ -71,6 +83,19 @@ def _device_problem(pod_name: str, node: str, message: str) -> PodProblem | None
         _short(f"pod {pod_name}{where}: {found['paragraph']}"),
         condition="DeviceAccess",
         node=node,
+        pod=pod_name,
+    )
+
+
+def _claim_problem(pod_name: str, node: str, said: str, problem: ClaimProblem) -> PodProblem:
+    """A pod's claim that gives it no device: a DeviceAccess problem like the device check's."""
+    return PodProblem(
+        problem.reason,
+        _short(f"pod {pod_name}: {said}"),
+        condition="DeviceAccess",
+        node=node,
+        pod=pod_name,
+        subject=problem.subject,
     )
 
 
@@ -114,6 +139,11 @@ def _container_problem(pod_name: str, node: str, container: dict[str, Any]) -> P
             ),
         )
     if reason in _START_FAILED:
+        injection = injection_problem(detail)
+        if injection is not None:
+            where = f" on node {node}" if node else ""
+            said = f"container {name}{where} cannot be created: {detail}"
+            return _claim_problem(pod_name, node, said, injection)
         return PodProblem(
             "ContainerStartFailed", _short(f"pod {pod_name}: container {name}: {reason}: {detail}")
         )
@@ -148,11 +178,17 @@ def diagnose(pods: list[dict[str, Any]]) -> PodProblem | None:
         node = (pod.get("spec") or {}).get("nodeName", "")
         status = pod.get("status") or {}
         for condition in status.get("conditions") or []:
-            if (
-                condition.get("type") == "PodScheduled"
-                and condition.get("status") == "False"
-                and condition.get("reason") == "Unschedulable"
-            ):
+            unscheduled = condition.get("type") == "PodScheduled" and (
+                condition.get("status") == "False"
+            )
+            # SchedulerError: what the scheduler could not decide (a claim's selector that
+            # fails on a device) rather than what no node has.
+            if unscheduled and condition.get("reason") in ("Unschedulable", "SchedulerError"):
+                message = condition.get("message", "")
+                claim = scheduling_problem(message)
+                if claim is not None:
+                    return _claim_problem(name, "", f"fits no node: {message}", claim)
+            if unscheduled and condition.get("reason") == "Unschedulable":
                 return PodProblem(
                     "Unschedulable",
                     _short(f"pod {name} fits no node: {condition.get('message', '')}"),
@@ -184,8 +220,8 @@ def pods_worth_events(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The pods whose Warning Events may explain them: on a node, yet no container runs.
 
     A pod no node took says why in its PodScheduled condition, and one whose containers
-    started says it in their statuses; only the stretch between (volumes, sandbox) is in
-    Events alone.
+    started says it in their statuses; only the stretch between (volumes, sandbox, the
+    kubelet preparing its ResourceClaims) is in Events alone.
     """
     waiting = [
         pod
@@ -203,7 +239,8 @@ def warning_events_selector(pod: dict[str, Any]) -> str:
 
 def diagnose_events(pods: list[dict[str, Any]], events: list[dict[str, Any]]) -> PodProblem | None:
     """The newest telling Warning Event about one of the pods, for pods that never got as far
-    as a container status (a volume that does not mount, a sandbox that fails)."""
+    as a container status (a volume that does not mount, a sandbox that fails, a claim whose
+    DRA driver does not prepare it)."""
     names = {
         pod["metadata"]["name"] for pod in pods if not pod["metadata"].get("deletionTimestamp")
     }
@@ -211,7 +248,7 @@ def diagnose_events(pods: list[dict[str, Any]], events: list[dict[str, Any]]) ->
         event
         for event in events
         if (event.get("involvedObject") or {}).get("name") in names
-        and event.get("reason") in _POD_EVENT_REASONS
+        and event.get("reason") in (*_POD_EVENT_REASONS, PREPARE_FAILED_EVENT)
     ]
     if not telling:
         return None
@@ -224,8 +261,22 @@ def diagnose_events(pods: list[dict[str, Any]], events: list[dict[str, Any]]) ->
         ),
     )
     pod_name = newest["involvedObject"]["name"]
+    said = f"{newest['reason']}: {newest.get('message', '')}"
+    claim = _event_claim_problem(newest)
+    if claim is not None:
+        nodes = {p["metadata"]["name"]: (p.get("spec") or {}).get("nodeName", "") for p in pods}
+        return _claim_problem(pod_name, nodes.get(pod_name, ""), said, claim)
     return PodProblem(
         _POD_EVENT_REASONS[newest["reason"]],
         transient=newest["reason"] == "FailedScheduling",
         message=_short(f"pod {pod_name}: {newest['reason']}: {newest.get('message', '')}"),
     )
+
+
+def _event_claim_problem(event: dict[str, Any]) -> ClaimProblem | None:
+    message = event.get("message", "")
+    if event.get("reason") == PREPARE_FAILED_EVENT:
+        return prepare_problem(message)
+    if event.get("reason") == "FailedScheduling":
+        return scheduling_problem(message)
+    return None

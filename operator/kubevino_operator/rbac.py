@@ -72,10 +72,11 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "resource.k8s.io",
-        ("resourceclaims", "deviceclasses"),
+        ("resourceclaims", "deviceclasses", "resourceslices"),
         ("get", "list"),
-        "read which devices a model's claims were allocated (status) and whether the "
-        "DeviceClass a model asks for exists",
+        "read which devices a model's claims were allocated (status), whether the "
+        "DeviceClass a model asks for exists, and whether its driver's ResourceSlices "
+        "publish any device",
     ),
     Rule(
         "",

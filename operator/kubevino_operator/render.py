@@ -278,7 +278,10 @@ def _device_request(
     asked = model.spec.device.resource_claim
     expressions = list(asked.selectors or []) if asked else []
     if asked is not None and asked.min_memory is not None:
-        capacity = f'device.capacity["{profile.dra.driver}"].memory'
+        # The device's own driver is the domain of its unqualified capacities: a class that
+        # is renamed, or served by another driver, still finds them (a literal domain that
+        # is not the device's errors in the scheduler: "no such key").
+        capacity = "device.capacity[device.driver].memory"
         expressions.append(f'{capacity}.compareTo(quantity("{asked.min_memory}")) >= 0')
     exactly: dict[str, Any] = {
         "deviceClassName": (asked.device_class_name if asked else None)

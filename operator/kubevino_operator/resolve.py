@@ -47,6 +47,17 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class DraShortfall:
+    """A ResourceClaim-mode accelerator whose DeviceClass's driver publishes no device in any
+    ResourceSlice: the scheduler cannot allocate it anywhere."""
+
+    accelerator: AcceleratorName
+    device_class: str
+    driver: str
+    driver_has_slices: bool  # the driver runs somewhere, publishing no device
+
+
+@dataclass(frozen=True)
 class Resolution:
     target: Target
     claims: tuple[Claim, ...]
@@ -57,6 +68,8 @@ class Resolution:
     privileged: bool
     # With node discovery: accelerators no reported node has (where the pod may land).
     undiscovered: tuple[AcceleratorName, ...] = ()
+    # ResourceClaim mode: accelerators no ResourceSlice publishes a device of.
+    dra_shortfalls: tuple[DraShortfall, ...] = ()
 
     @property
     def accelerators(self) -> tuple[AcceleratorName, ...]:
@@ -262,6 +275,36 @@ def _check_dra(
             )
 
 
+def _dra_shortfalls(
+    model: InferenceModel,
+    profiles: list[AcceleratorProfile],
+    settings: Settings,
+    facts: DraFacts,
+) -> tuple[DraShortfall, ...]:
+    """What the drivers' ResourceSlices (the scheduler's own truth) lack for this model: per
+    accelerator, whether any slice of its class's driver publishes a device. A class whose
+    selectors do not name its driver plainly, and a claim the user manages, are left to the
+    scheduler."""
+    asked = model.spec.device.resource_claim
+    if not facts.served or (asked is not None and asked.user_managed):
+        return ()
+    shortfalls = []
+    for profile in profiles:
+        if profile.dra is None:
+            continue
+        device_class = (asked.device_class_name if asked else None) or dra_device_class(
+            profile, settings
+        )
+        driver = facts.driver_of(device_class)
+        if driver is not None and not facts.nodes_publishing(driver):
+            shortfalls.append(
+                DraShortfall(
+                    profile.name, device_class, driver, driver in facts.drivers_with_slices
+                )
+            )
+    return tuple(shortfalls)
+
+
 def dra_device_class(profile: AcceleratorProfile, settings: Settings) -> str:
     """The DeviceClass a ResourceClaim-mode pod allocates this profile's devices from."""
     override = settings.dra_device_classes.get(profile.name)
@@ -391,6 +434,10 @@ def resolve(
     claims = tuple(
         Claim(profile, _device_count(target, profile, device.count)) for profile in profiles
     )
+    device_profiles = [c.profile for c in claims if c.profile.needs_device_access()]
+    dra = inventory.dra if inventory is not None and mode == "ResourceClaim" else None
+    # Where the drivers' ResourceSlices are read, they say where devices are, not the labels.
+    labelled = [p for p in device_profiles if dra is None or p.dra is None]
     return Resolution(
         target=target,
         claims=claims,
@@ -400,12 +447,11 @@ def resolve(
         groups=_groups(model, profiles, settings, inventory),
         privileged=privileged,
         undiscovered=(
-            _undiscovered(
-                model,
-                [c.profile for c in claims if c.profile.needs_device_access()],
-                inventory or Inventory(),
-            )
+            _undiscovered(model, labelled, inventory or Inventory())
             if settings.node_discovery
             else ()
+        ),
+        dra_shortfalls=(
+            _dra_shortfalls(model, device_profiles, settings, dra) if dra is not None else ()
         ),
     )

@@ -9,6 +9,9 @@ took, or why not) and kstatus's twins ``Reconciling`` and ``Stalled``. A conditi
 ``lastTransitionTime`` moves only when its status changes, so an unchanged world gives a
 byte-identical status and the operator writes nothing.
 
+A ResourceClaim-mode model's ``devices`` name the device each pod's claims were allocated
+(driver, pool, device), as the scheduler wrote them into the claims.
+
 A generative model's ``pipeline`` says which GenAI pipeline serves it, the device it was
 compiled for and the model's context length: as its kubevino-serve pods report them, or, on
 the ModelServer runtime (which publishes none of it) and until a pod has answered, what the
@@ -197,9 +200,11 @@ def build_status(
     settings: Settings | None = None,
     fetch_report: str | None = None,
     pipeline_report: dict[str, Any] | None = None,
+    devices: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The whole status for one reconcile or Deployment event. ``pipeline_report``: what a
-    serving pod said of its generative pipeline (PipelineReports)."""
+    serving pod said of its generative pipeline (PipelineReports); ``devices``: what the
+    pods' ResourceClaims were allocated (claimhealth.allocated_devices)."""
     prior = previous or {}
     prior_conditions: list[dict[str, Any]] = prior.get("conditions") or []
     status: dict[str, Any] = {"observedGeneration": generation}
@@ -227,6 +232,7 @@ def build_status(
         pod_problem,
         states[READY].status == "True",
         settings or Settings(),
+        devices or (),
     )
     if device.status == "False" and states[READY].status == "True":
         # Serving, but not on the devices asked for (e.g. no node has them): not Ready.
@@ -261,8 +267,11 @@ def build_status(
         pipeline = pipeline_status(rendered, pipeline_report)
         if pipeline is not None:
             status["pipeline"] = pipeline
-    if "pipeline" not in status and prior.get("pipeline") is not None:
-        status["pipeline"] = None  # a model that stopped being generative: removed
+        if resolution.access_mode == "ResourceClaim" and resolution.device_claims:
+            status["devices"] = list(devices or [])
+    for key in ("pipeline", "devices"):
+        if key not in status and prior.get(key) is not None:
+            status[key] = None  # no longer generative, or no longer in ResourceClaim mode
     states = {**states, RECONCILING: states[PROGRESSING], STALLED: states[DEGRADED]}
     status["conditions"] = _conditions(states, generation, prior_conditions, now)
     # Carry over what other parts of the operator record (e.g. the replicas last pushed).

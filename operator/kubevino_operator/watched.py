@@ -52,8 +52,8 @@ def known_models(body: kopf.Body, **_: Any) -> dict[ModelKey, ModelSeen]:
 
 
 def pod_view(body: kopf.Body | dict[str, Any]) -> dict[str, Any]:
-    """What the status needs of a pod (podhealth and podreports read no more), not the whole
-    pod."""
+    """What the status needs of a pod (podhealth, podreports and claimhealth read no more),
+    not the whole pod."""
     meta = body["metadata"]
     kept: dict[str, Any] = {"name": meta["name"], "uid": meta.get("uid", "")}
     template = (meta.get("labels") or {}).get(TEMPLATE_HASH_LABEL)
@@ -61,11 +61,11 @@ def pod_view(body: kopf.Body | dict[str, Any]) -> dict[str, Any]:
         kept["labels"] = {TEMPLATE_HASH_LABEL: template}
     if meta.get("deletionTimestamp"):
         kept["deletionTimestamp"] = meta["deletionTimestamp"]
-    return {
-        "metadata": kept,
-        "spec": {"nodeName": (body.get("spec") or {}).get("nodeName", "")},
-        "status": dict(body.get("status") or {}),
-    }
+    spec = body.get("spec") or {}
+    kept_spec: dict[str, Any] = {"nodeName": spec.get("nodeName", "")}
+    if spec.get("resourceClaims"):
+        kept_spec["resourceClaims"] = list(spec["resourceClaims"])  # the claims it names
+    return {"metadata": kept, "spec": kept_spec, "status": dict(body.get("status") or {})}
 
 
 def pod_entry(body: kopf.Body | dict[str, Any]) -> dict[ModelKey, dict[str, Any]]:

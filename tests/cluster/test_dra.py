@@ -16,7 +16,8 @@ from tests.harness.operator import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
-# The operator re-reads DeviceClasses at most every 15 s and re-renders at its 45 s recheck.
+# The operator re-reads DeviceClasses and ResourceSlices at most every 15 s and re-renders at
+# its 20 s recheck.
 NOTICED_WITHIN = 120
 
 
@@ -68,3 +69,57 @@ def test_a_claim_model_waits_for_its_device_class_then_gets_its_claim_template(
         60,
         "the claim template pruned once the model leaves ResourceClaim mode",
     )
+
+
+def _device_access_reason(
+    cluster: ControlPlane, name: str, namespace: str, reason: str
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        found = condition(get(cluster, "inferencemodel", name, namespace), "DeviceAccess")
+        return found if found.get("reason") == reason else None
+
+    return wait_until(reached, NOTICED_WITHIN, f"DeviceAccess reason {reason}")
+
+
+def test_the_drivers_resource_slices_say_whether_any_node_has_a_device(
+    cluster: ControlPlane,
+    operator: OperatorProcess,
+    namespace: str,
+    intel_gpu_class: dict[str, Any],
+) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(intel_gpu_class))
+    device = {
+        "targetDevice": "GPU",
+        "accessMode": "ResourceClaim",
+        "resourceClaim": {"minMemory": "8Gi"},
+    }
+    apply(cluster, model_manifest("arc", namespace, device=device))
+    # The API server compiles the memory floor's CEL (the capacity of the device's driver).
+    template = wait_until(
+        lambda: get(cluster, "resourceclaimtemplate", "arc-devices", namespace), 60
+    )
+    (request,) = template["spec"]["spec"]["devices"]["requests"]
+    floor = 'device.capacity[device.driver].memory.compareTo(quantity("8Gi")) >= 0'
+    assert request["exactly"]["selectors"] == [{"cel": {"expression": floor}}]
+    # The class selects driver gpu.intel.com, and no ResourceSlice of that driver exists.
+    gone = _device_access_reason(cluster, "arc", namespace, "DRADriverNotRunning")
+    assert "no node publishes a ResourceSlice of DRA driver gpu.intel.com" in gone["message"]
+    published = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceSlice",
+        "metadata": {"name": "gpu-node-gpu.intel.com"},
+        "spec": {
+            "driver": "gpu.intel.com",
+            "allNodes": True,
+            "pool": {"name": "gpu-node", "generation": 1, "resourceSliceCount": 1},
+            "devices": [{"name": "0000-03-00-0-0x56c0"}],
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(published))
+    try:
+        # A device is published: the pods' own words decide from here (no node runs them).
+        _device_access_reason(cluster, "arc", namespace, "Pending")
+        model = get(cluster, "inferencemodel", "arc", namespace)
+        assert model is not None and model["status"]["devices"] == []  # nothing allocated
+    finally:
+        cluster.kubectl("delete", "resourceslice", "gpu-node-gpu.intel.com", "--ignore-not-found")

@@ -83,7 +83,7 @@ def test_selectors_and_minimum_memory_narrow_the_devices() -> None:
         {"cel": {"expression": 'device.attributes["gpu.intel.com"].family == "Arc"'}},
         {
             "cel": {
-                "expression": 'device.capacity["gpu.intel.com"].memory'
+                "expression": "device.capacity[device.driver].memory"
                 '.compareTo(quantity("8Gi")) >= 0'
             }
         },
