@@ -136,7 +136,7 @@ class FrontEnds:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "kubevino_runtime",
+                "kubevino_runtime.frontend_main",  # a fresh, lean interpreter (frontend_main)
                 *self.argv,
                 env=env,
                 pass_fds=(front_end_end.fileno(),),

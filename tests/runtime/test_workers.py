@@ -42,6 +42,18 @@ def _maps_cpu_plugin(pid: int) -> bool:
     return CPU_PLUGIN in Path(f"/proc/{pid}/maps").read_text()
 
 
+def _openvino_libraries(pid: int) -> set[str]:
+    """The OpenVINO and OpenVINO GenAI shared libraries mapped in the process: importing
+    ``openvino`` maps libopenvino and _pyopenvino, ``openvino_genai`` (which the generative
+    modules import) its own; a lean front end maps none."""
+    names = {
+        Path(line.split()[-1]).name
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+        if "/" in line
+    }
+    return {name for name in names if "openvino" in name}
+
+
 def _metric(server: RunningServer, prefix: str) -> float:
     for line in httpx.get(f"{server.rest}/metrics").text.splitlines():
         if line.startswith(prefix):
@@ -101,6 +113,12 @@ def test_four_front_ends_share_one_compiled_copy_and_every_protocol_matches_in_p
         # OpenVINO's own evidence: its CPU plugin is loaded in the engine process only.
         assert _maps_cpu_plugin(server.process.pid)
         assert not [pid for pid in front_ends if _maps_cpu_plugin(pid)]
+        # A front end is a fresh interpreter without OpenVINO at all, not a fork of the
+        # engine's: none of its libraries nor the engine's heap (bench/runtime_memory.py).
+        assert "libopenvino.so" in " ".join(_openvino_libraries(server.process.pid))
+        assert {pid: _openvino_libraries(pid) for pid in front_ends} == {
+            pid: set() for pid in front_ends
+        }
 
         def close_to_in_process(result: Any) -> None:
             np.testing.assert_allclose(
