@@ -10,9 +10,9 @@ import numpy.typing as npt
 from kubevino_runtime import __version__
 from kubevino_runtime.errors import ErrorKind, ServingError
 from kubevino_runtime.metrics import Metrics
-from kubevino_runtime.models import VersionLookup
 from kubevino_runtime.served import ServedVersion
 from kubevino_runtime.tensors import kserve_datatype
+from kubevino_runtime.versions import VersionLookup
 from kubevino_runtime.workers import WorkerGroup
 
 SERVER_NAME = "kubevino"

@@ -32,10 +32,10 @@ from kubevino_runtime.channel import (
     Request,
 )
 from kubevino_runtime.errors import ErrorKind, ServingError
-from kubevino_runtime.models import ServedModel, VersionLookup, VersionStatus
 from kubevino_runtime.repository import ModelConfig
 from kubevino_runtime.served import ServedVersion, TensorInfo
 from kubevino_runtime.slots import KEEP_BYTES, Slot, layout, nbytes, static_output_bytes
+from kubevino_runtime.versions import ServedModel, VersionLookup, VersionStatus
 
 log = logging.getLogger("kubevino.frontend")
 

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.frontend import EngineLink
+from kubevino_runtime.listeners import application, listen, stop_on_signals
 from kubevino_runtime.metrics import Metrics
 from kubevino_runtime.workers import FrontEndRole
 
@@ -45,10 +46,7 @@ class _Pages:
 async def serve_front_end(args: argparse.Namespace, role: FrontEndRole) -> int:
     """Serve until SIGTERM (then drain this front end's requests: 0) or until the engine
     process is gone (1: the pod stops whole)."""
-    # Imported here: server imports this module, and a front end needs only its listeners.
-    from kubevino_runtime.server import _application, _listen, _stop_on_signals
-
-    stop, _ = _stop_on_signals()
+    stop, _ = stop_on_signals()
     engine_lost: list[bool] = []
 
     def lost() -> None:
@@ -60,8 +58,8 @@ async def serve_front_end(args: argparse.Namespace, role: FrontEndRole) -> int:
     link = EngineLink(socket.socket(fileno=role.channel_fd), lost)
     plane = DataPlane(link.registry, Metrics(), engines_here=False)
     pages = _Pages(link, plane)
-    app = _application(args, plane, pages.metrics, pages.diagnostics)
-    runner, grpc_server = await _listen(args, plane, app, reuse_port=True)
+    app = application(args, plane, pages.metrics, pages.diagnostics)
+    runner, grpc_server = await listen(args, plane, app, reuse_port=True)
     link.hello()
     log.info("front end %d serving (pid %d)", role.index, os.getpid())
     await stop.wait()

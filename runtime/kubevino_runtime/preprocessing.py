@@ -12,32 +12,34 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import openvino as ov
-from openvino.preprocess import PrePostProcessor
+if TYPE_CHECKING:
+    import openvino as ov
 
 DIMENSION_LETTERS: Final = "NCHWD"
 # Letters once each, ``?`` for an unnamed dimension, at most one ``...`` for any others.
 _LAYOUT_PATTERN: Final = re.compile(r"^[NCHWD?]*(\.\.\.)?[NCHWD?]*$")
 
-# Model Server's precision names and the element types they stand for.
-PRECISIONS: Final[dict[str, ov.Type]] = {
-    "BF16": ov.Type.bf16,
-    "FP64": ov.Type.f64,
-    "FP32": ov.Type.f32,
-    "FP16": ov.Type.f16,
-    "INT64": ov.Type.i64,
-    "INT32": ov.Type.i32,
-    "INT16": ov.Type.i16,
-    "INT8": ov.Type.i8,
-    "INT4": ov.Type.i4,
-    "UINT64": ov.Type.u64,
-    "UINT32": ov.Type.u32,
-    "UINT16": ov.Type.u16,
-    "UINT8": ov.Type.u8,
-    "UINT4": ov.Type.u4,
-    "UINT1": ov.Type.u1,
+# Model Server's precision names and the names of the element types (``openvino.Type``) they
+# stand for. Names, not types: parsing settings must not load OpenVINO (a front-end process
+# reads the flags but never runs a model).
+PRECISIONS: Final[dict[str, str]] = {
+    "BF16": "bf16",
+    "FP64": "f64",
+    "FP32": "f32",
+    "FP16": "f16",
+    "INT64": "i64",
+    "INT32": "i32",
+    "INT16": "i16",
+    "INT8": "i8",
+    "INT4": "i4",
+    "UINT64": "u64",
+    "UINT32": "u32",
+    "UINT16": "u16",
+    "UINT8": "u8",
+    "UINT4": "u4",
+    "UINT1": "u1",
 }
 
 
@@ -174,6 +176,9 @@ def apply(model: ov.Model, settings: Preprocessing) -> ov.Model:
             f"{', '.join(needs_one_input)} applies to a model's only input, but this model has "
             f"{len(model.inputs)} ({', '.join(sorted(inputs))}); name them in a JSON layout"
         )
+    import openvino as ov
+    from openvino.preprocess import PrePostProcessor
+
     ppp = PrePostProcessor(model)
     if settings.layout is not None:
         _set_layouts(ppp.input(), settings.layout)
@@ -188,8 +193,12 @@ def apply(model: ov.Model, settings: Preprocessing) -> ov.Model:
                 f"output ({', '.join(sorted(outputs))}) of the model"
             )
     if settings.precision is not None:
-        ppp.input().tensor().set_element_type(PRECISIONS[settings.precision.client])
-        ppp.input().preprocess().convert_element_type(PRECISIONS[settings.precision.model])
+        client, model_type = (
+            PRECISIONS[settings.precision.client],
+            PRECISIONS[settings.precision.model],
+        )
+        ppp.input().tensor().set_element_type(getattr(ov.Type, client))
+        ppp.input().preprocess().convert_element_type(getattr(ov.Type, model_type))
     if settings.mean is not None:
         ppp.input().preprocess().mean(_values(settings.mean))
     if settings.scale is not None:
@@ -214,6 +223,8 @@ def describe(error: BaseException) -> str:
 
 
 def _set_layouts(port: Any, change: LayoutChange) -> None:
+    import openvino as ov
+
     port.tensor().set_layout(ov.Layout(change.client))
     port.model().set_layout(ov.Layout(change.model))
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import grpc
 import openvino as ov
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -31,7 +30,6 @@ from kubevino_runtime.deviceaccess import (
 )
 from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported, default_target
 from kubevino_runtime.enginehost import EngineHost
-from kubevino_runtime.frontserver import serve_front_end
 from kubevino_runtime.generative.routes import OpenAiRoutes, openai_errors
 from kubevino_runtime.generative.service import GenerativeService
 from kubevino_runtime.generative.settings import (
@@ -40,6 +38,7 @@ from kubevino_runtime.generative.settings import (
     locate_model,
     settings_from_args,
 )
+from kubevino_runtime.listeners import application, listen, stop_on_signals
 from kubevino_runtime.metrics import (
     DEFAULT_FAMILIES,
     Metrics,
@@ -54,10 +53,6 @@ from kubevino_runtime.preprocessing import (
     parse_mean_or_scale,
     parse_precision,
 )
-from kubevino_runtime.protocols import kserve_grpc, tfs_grpc
-from kubevino_runtime.protocols.http_common import json_errors
-from kubevino_runtime.protocols.kserve_rest import KServeRest
-from kubevino_runtime.protocols.tfs_rest import TfServingRest
 from kubevino_runtime.repository import (
     ConfigError,
     MetricsSetting,
@@ -71,18 +66,15 @@ from kubevino_runtime.repository import (
 )
 from kubevino_runtime.startup import (
     HeapTrimmer,
-    bind_addresses,
     cache_dir,
     cannot_start,
     configure_logging,
-    grpc_channel_arguments,
     heap_trim_minutes,
     metrics_families_from_flag,
     parse_arguments,
 )
 from kubevino_runtime.termination import write_termination_message
 from kubevino_runtime.workers import (
-    FrontEndRole,
     FrontEnds,
     WorkerGroup,
     exit_status,
@@ -91,7 +83,6 @@ from kubevino_runtime.workers import (
 )
 
 log = logging.getLogger("kubevino.server")
-DIAGNOSTICS_PATH = "/kubevino/diagnostics"
 GROUP_REPORT_SECONDS = 0.5
 Families = frozenset[str] | None  # the metric families /metrics serves; None: /metrics is off
 
@@ -267,32 +258,6 @@ class Server:
                 log.exception("repository scan failed")
 
 
-def _cors(args: argparse.Namespace) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
-    """Model Server's CORS headers, on every REST response."""
-    headers = {
-        "Access-Control-Allow-Origin": args.allowed_origins,
-        "Access-Control-Allow-Methods": args.allowed_methods,
-        "Access-Control-Allow-Headers": args.allowed_headers,
-    }
-    headers = {name: value for name, value in headers.items() if value}
-    if args.allow_credentials:
-        headers["Access-Control-Allow-Credentials"] = "true"
-
-    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers.update(headers)
-
-    return add_headers
-
-
-async def _preflight(request: web.Request) -> web.Response:
-    """Model Server answers OPTIONS on any path (a browser's CORS preflight)."""
-    return web.Response()
-
-
-def _grpc_target(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
 async def release_free_heap(
     minutes: float,
     trimmer: HeapTrimmer,
@@ -316,75 +281,6 @@ def _registry(
     registry.compile_target = lambda target: devices.judge(target).compile_as or target
     registry.set_configs(configs)
     return metrics, registry
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _application(
-    args: argparse.Namespace,
-    plane: DataPlane,
-    metrics: Handler,
-    diagnostics: Handler,
-    service: GenerativeService | None = None,
-) -> web.Application:
-    # The inner middleware answers first: OpenAI's paths get OpenAI's error object.
-    middlewares = [json_errors, *([openai_errors] if service is not None else [])]
-    app = web.Application(client_max_size=args.max_request_bytes, middlewares=middlewares)
-    app.on_response_prepare.append(_cors(args))
-    app.add_routes(KServeRest(plane, args.max_request_bytes).routes())
-    app.add_routes(TfServingRest(plane, args.max_request_bytes).routes())
-    if service is not None:
-        app.add_routes(OpenAiRoutes(service, args.max_request_bytes).routes())
-    app.add_routes(
-        [
-            web.get("/metrics", metrics),
-            web.get(DIAGNOSTICS_PATH, diagnostics),
-            web.route("OPTIONS", "/{path:.*}", _preflight),
-        ]
-    )
-    return app
-
-
-async def _listen(
-    args: argparse.Namespace, plane: DataPlane, app: web.Application, *, reuse_port: bool
-) -> tuple[web.AppRunner, grpc.aio.Server]:
-    """Serve REST and gRPC on the flags' ports (shared with other processes: ``reuse_port``)."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=args.shutdown_grace_seconds)
-    await runner.setup()
-    if args.rest_port:
-        for address in bind_addresses(args.rest_bind_address):
-            await web.TCPSite(runner, address, args.rest_port, reuse_port=reuse_port).start()
-    options: dict[str, int | str] = {
-        "grpc.max_receive_message_length": args.max_request_bytes,
-        "grpc.max_send_message_length": args.max_request_bytes,
-        "grpc.so_reuseport": int(reuse_port),
-    }
-    if args.grpc_channel_arguments:
-        options.update(grpc_channel_arguments(args.grpc_channel_arguments))
-    grpc_server = grpc.aio.server(options=list(options.items()))
-    kserve_grpc.add_to_server(plane, grpc_server)
-    tfs_grpc.add_to_server(plane, grpc_server)
-    if args.port:
-        for address in bind_addresses(args.grpc_bind_address):
-            grpc_server.add_insecure_port(_grpc_target(address, args.port))
-        await grpc_server.start()
-    return runner, grpc_server
-
-
-def _stop_on_signals() -> tuple[asyncio.Event, list[int]]:
-    """An event SIGTERM and SIGINT set, and the signals received."""
-    stop = asyncio.Event()
-    received: list[int] = []
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-
-        def note(signum: int = signum) -> None:
-            received.append(signum)
-            stop.set()
-
-        loop.add_signal_handler(signum, note)
-    return stop, received
 
 
 def _log_start(args: argparse.Namespace, families: Families, core: ov.Core, role: str) -> None:
@@ -421,11 +317,16 @@ async def serve(
     plane = DataPlane(registry, metrics, group, service)
     server = Server(args, registry, plane, devices, core, families, generative=service, cpu=cpu)
     server.config_mtime = server._config_mtime()
-    app = _application(args, plane, server.metrics, server.diagnostics, service)
-    runner, grpc_server = await _listen(args, plane, app, reuse_port=group is not None)
+    openai = (
+        ([], [])
+        if service is None
+        else (OpenAiRoutes(service, args.max_request_bytes).routes(), [openai_errors])
+    )
+    app = application(args, plane, server.metrics, server.diagnostics, *openai)
+    runner, grpc_server = await listen(args, plane, app, reuse_port=group is not None)
     _log_start(args, families, registry.core, "")
 
-    stop, _ = _stop_on_signals()
+    stop, _ = stop_on_signals()
     loop = asyncio.get_running_loop()
     await registry.refresh()
     loading = loop.create_task(service.load()) if service is not None else None
@@ -521,7 +422,7 @@ async def _serve_engines(
 
     host = EngineHost(registry, args.workers, describe)
     registry.on_retire = host.hold_for_front_ends
-    stop, received = _stop_on_signals()
+    stop, received = stop_on_signals()
     await front_ends.start(host.connect)
     _log_start(args, families, core, f" engine process ({args.workers} front ends)")
 
@@ -617,12 +518,8 @@ async def _give_up_after(
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     group = WorkerGroup.from_environment()
-    role = FrontEndRole.from_environment()
     try:
         args = parse_arguments(argv)
-        if role is not None:
-            configure_logging(args, f" [front end {role.index}]")
-            return asyncio.run(serve_front_end(args, role))
         configure_logging(args, f" [worker {group.index}]" if group is not None else "")
         core = ov.Core()
         cpu = read_cpu_allowance()

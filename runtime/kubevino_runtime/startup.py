@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
-import openvino as ov
-
 from kubevino_runtime import __version__
 from kubevino_runtime.generative.settings import (
     IR_MODEL_FLAGS,
@@ -70,6 +68,8 @@ class _PrintVersions(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
+        import openvino as ov  # here only: a front end parses the flags without OpenVINO
+
         sys.stdout.write(f"kubevino-serve {__version__}\nOpenVINO backend {ov.get_version()}\n")
         parser.exit(0)
 

@@ -35,11 +35,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 log = logging.getLogger("kubevino.workers")
 
 FRONT_END_INDEX_ENV = "KUBEVINO_FRONT_END_INDEX"
 ENGINE_CHANNEL_FD_ENV = "KUBEVINO_ENGINE_CHANNEL_FD"
+LAUNCHER_CHANNEL_FDS_ENV = "KUBEVINO_FRONT_END_CHANNEL_FDS"
+LAUNCHER_PIDS_FD_ENV = "KUBEVINO_FRONT_END_PIDS_FD"
+# How front ends start: "fork" (one launcher imports once, forks them all: pages shared
+# copy-on-write) or "spawn" (a fresh interpreter each); bench/runtime_memory.py compares them.
+START_METHOD_ENV = "KUBEVINO_FRONT_END_START"
 GROUP_DIR_ENV = "KUBEVINO_WORKER_GROUP_DIR"
 GROUP_SIZE_ENV = "KUBEVINO_WORKER_GROUP_SIZE"
 WORKER_INDEX_ENV = "KUBEVINO_WORKER_INDEX"
@@ -107,6 +113,22 @@ def share_metrics(directory: Path) -> None:
     values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
 
+class FrontEndProcess(Protocol):
+    """What supervision needs of a front end: a started process or an adopted one."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def send_signal(self, signum: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+    async def wait(self) -> int: ...
+
+
 class FrontEnds:
     """The engine process's front-end processes: started, watched, stopped."""
 
@@ -117,13 +139,54 @@ class FrontEnds:
         self.count = count
         self.grace_seconds = grace_seconds
         self.metrics_dir = metrics_dir
-        self.processes: list[asyncio.subprocess.Process] = []
+        self.processes: list[FrontEndProcess] = []
 
     @property
     def pids(self) -> list[int]:
         return [process.pid for process in self.processes]
 
     async def start(self, connect: Callable[[int, socket.socket], None]) -> None:
+        if os.environ.get(START_METHOD_ENV, "fork") == "spawn":
+            await self._spawn(connect)
+        else:
+            await self._fork(connect)
+        log.info("front ends started: pids %s", ", ".join(str(pid) for pid in self.pids))
+
+    async def _fork(self, connect: Callable[[int, socket.socket], None]) -> None:
+        """One launcher interpreter imports the front end's modules once and forks the front
+        ends (forked.py), then exits: they become this process's children."""
+        from kubevino_runtime.channel import socket_pair
+        from kubevino_runtime.forked import AdoptedProcess, become_subreaper
+
+        become_subreaper()
+        pairs = [socket_pair() for _ in range(self.count)]
+        front_end_fds = [front_end_end.fileno() for _, front_end_end in pairs]
+        pids_read, pids_written = os.pipe()  # the launcher writes the front ends' pids
+        launcher = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "kubevino_runtime.frontend_main",
+            *self.argv,
+            env={
+                **os.environ,
+                LAUNCHER_CHANNEL_FDS_ENV: ",".join(map(str, front_end_fds)),
+                LAUNCHER_PIDS_FD_ENV: str(pids_written),
+            },
+            pass_fds=(*front_end_fds, pids_written),
+        )
+        os.close(pids_written)
+        for _, front_end_end in pairs:
+            front_end_end.close()
+        said = await asyncio.to_thread(_read_to_end, pids_read)
+        await launcher.wait()
+        pids = [int(pid) for pid in said.split()]
+        if launcher.returncode != 0 or len(pids) != self.count:
+            raise RuntimeError(f"the front-end launcher failed (status {launcher.returncode})")
+        for index, ((engine_end, _), pid) in enumerate(zip(pairs, pids, strict=True)):
+            self.processes.append(AdoptedProcess(pid))
+            connect(index, engine_end)
+
+    async def _spawn(self, connect: Callable[[int, socket.socket], None]) -> None:
         from kubevino_runtime.channel import socket_pair
 
         for index in range(self.count):
@@ -136,7 +199,7 @@ class FrontEnds:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "kubevino_runtime",
+                "kubevino_runtime.frontend_main",  # a fresh, lean interpreter (frontend_main)
                 *self.argv,
                 env=env,
                 pass_fds=(front_end_end.fileno(),),
@@ -144,9 +207,8 @@ class FrontEnds:
             front_end_end.close()  # the front end's own now: its end closes when it ends
             self.processes.append(process)
             connect(index, engine_end)
-        log.info("front ends started: pids %s", ", ".join(str(pid) for pid in self.pids))
 
-    async def first_to_end(self) -> asyncio.subprocess.Process:
+    async def first_to_end(self) -> FrontEndProcess:
         waits = {asyncio.ensure_future(process.wait()): process for process in self.processes}
         done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
@@ -175,6 +237,11 @@ class FrontEnds:
             _forget_metrics_of(process.pid, self.metrics_dir)
         failures = [p.returncode for p in self.processes if p.returncode]
         return exit_status(failures[0]) if failures else None
+
+
+def _read_to_end(fd: int) -> bytes:
+    with os.fdopen(fd, "rb") as pipe:
+        return pipe.read()
 
 
 def supervise(argv: Sequence[str], workers: int, grace_seconds: float) -> int:

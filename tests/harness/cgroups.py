@@ -62,3 +62,53 @@ def _remove(cgroup: Path) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+class NoMemoryControllerError(RuntimeError):
+    """This machine (or this user) cannot make a memory cgroup."""
+
+
+def memory_hierarchy() -> tuple[Path, str] | None:
+    """Where a memory cgroup can be made here: (directory, cgroup version)."""
+    mountinfo = Path("/proc/self/mountinfo").read_text()
+    v1 = cgroup_mount(mountinfo, "cgroup", "memory")
+    if v1 is not None:
+        return Path(v1[0]), "v1"
+    v2 = cgroup_mount(mountinfo, "cgroup2", None)
+    if v2 is not None and "memory" in (Path(v2[0]) / "cgroup.controllers").read_text().split():
+        return Path(v2[0]), "v2"
+    return None
+
+
+@contextmanager
+def memory_cgroup() -> Iterator[Path]:
+    """A new memory cgroup without a limit, so a server started in it is charged as a pod's
+    container is; removed afterwards (its processes must have exited by then)."""
+    found = memory_hierarchy()
+    if os.geteuid() != 0 or found is None:
+        raise NoMemoryControllerError("needs root and a cgroup hierarchy with memory")
+    hierarchy, _ = found
+    cgroup = hierarchy / f"kubevino-memory-{os.getpid()}-{time.monotonic_ns()}"
+    cgroup.mkdir()
+    try:
+        yield cgroup
+    finally:
+        _remove(cgroup)
+
+
+def memory_charged(cgroup: Path) -> dict[str, int]:
+    """What the kernel charges the cgroup, in bytes: ``total`` (what a memory limit and the
+    OOM killer compare: v1 memory.usage_in_bytes, v2 memory.current), ``anon`` (processes'
+    private and copy-on-write pages) and ``file`` (page cache the cgroup faulted in first:
+    files read, libraries mapped, shared memory such as memfd slots)."""
+    stat = {
+        key: int(value)
+        for key, value in (
+            line.split() for line in (cgroup / "memory.stat").read_text().splitlines()
+        )
+    }
+    if (cgroup / "memory.usage_in_bytes").exists():  # v1
+        total = int((cgroup / "memory.usage_in_bytes").read_text())
+        return {"total": total, "anon": stat["total_rss"], "file": stat["total_cache"]}
+    total = int((cgroup / "memory.current").read_text())
+    return {"total": total, "anon": stat["anon"], "file": stat["file"]}

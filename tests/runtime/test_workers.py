@@ -42,6 +42,18 @@ def _maps_cpu_plugin(pid: int) -> bool:
     return CPU_PLUGIN in Path(f"/proc/{pid}/maps").read_text()
 
 
+def _openvino_libraries(pid: int) -> set[str]:
+    """The OpenVINO and OpenVINO GenAI shared libraries mapped in the process: importing
+    ``openvino`` maps libopenvino and _pyopenvino, ``openvino_genai`` (which the generative
+    modules import) its own; a lean front end maps none."""
+    names = {
+        Path(line.split()[-1]).name
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+        if "/" in line
+    }
+    return {name for name in names if "openvino" in name}
+
+
 def _metric(server: RunningServer, prefix: str) -> float:
     for line in httpx.get(f"{server.rest}/metrics").text.splitlines():
         if line.startswith(prefix):
@@ -101,6 +113,12 @@ def test_four_front_ends_share_one_compiled_copy_and_every_protocol_matches_in_p
         # OpenVINO's own evidence: its CPU plugin is loaded in the engine process only.
         assert _maps_cpu_plugin(server.process.pid)
         assert not [pid for pid in front_ends if _maps_cpu_plugin(pid)]
+        # A front end is a fresh interpreter without OpenVINO at all, not a fork of the
+        # engine's: none of its libraries nor the engine's heap (bench/runtime_memory.py).
+        assert "libopenvino.so" in " ".join(_openvino_libraries(server.process.pid))
+        assert {pid: _openvino_libraries(pid) for pid in front_ends} == {
+            pid: set() for pid in front_ends
+        }
 
         def close_to_in_process(result: Any) -> None:
             np.testing.assert_allclose(
@@ -323,3 +341,68 @@ def test_a_new_version_gets_a_new_engine_and_the_old_one_drains_before_it_is_rel
         assert [(m["version"], m["enginePid"]) for m in diagnostics["models"]] == [
             (2, server.process.pid)
         ]
+
+
+def _slots_of(pid: int) -> int:
+    """The shared-memory slots a front end holds open (memfd files it made)."""
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            held += str(fd.readlink()).startswith("/memfd:kubevino-slot-")
+        except OSError:
+            continue
+    return held
+
+
+def test_a_client_gone_while_its_request_is_in_the_engine_frees_its_slot(
+    tmp_path: Path, model_dir: Path, image: Image, expected: npt.NDArray[Any]
+) -> None:
+    batch = np.repeat(image, 32, axis=0)
+    args = [
+        *("--model_path", str(model_dir), "--model_name", "gone", "--nireq", "1"),
+        *("--batch_size", "32", "--plugin_config", '{"INFERENCE_NUM_THREADS": 1}'),
+        *("--metrics_enable", "--metrics_list", "ovms_infer_req_active,ovms_current_requests"),
+    ]
+    in_engine = 'ovms_infer_req_active{name="gone"'
+    in_front_ends = 'ovms_current_requests{name="gone"'
+    with running_server([*args, "--workers", "2"], tmp_path) as server:
+        server.wait_ready()
+        front_ends = _front_ends_of(server)
+
+        def gone_while_in_engine(leave: Callable[[], None]) -> None:
+            server.wait_for(lambda: _metric(server, in_engine) == 1, 60, "running it")
+            leave()
+            server.wait_for(lambda: _metric(server, in_engine) == 0, 60, "done with it")
+
+        # gRPC: the client cancels its call (the front end's handler is cancelled).
+        client = triton_grpc.InferenceServerClient(server.grpc)
+        for _ in range(3):
+            tensor = triton_grpc.InferInput("input", list(batch.shape), "FP32")
+            tensor.set_data_from_numpy(batch)
+            call = client.async_infer("gone", [tensor], callback=lambda *_: None)
+            gone_while_in_engine(call.cancel)
+        # REST: the client's connection closes with the request unanswered.
+        for _ in range(3):
+            connection = _raw_infer(server, "gone", batch)
+            _finish(connection)
+            gone_while_in_engine(connection.close)
+
+        # Every abandoned request's slot came back: one request at a time needs one slot per
+        # front end, however many requests were abandoned.
+        server.wait_for(lambda: _metric(server, in_front_ends) == 0, 60, "forgetting them")
+        assert {pid: _slots_of(pid) <= 1 for pid in front_ends} == dict.fromkeys(front_ends, True)
+        # The server is whole and answers the next requests.
+        assert server.process.poll() is None and all(_alive(pid) for pid in front_ends)
+        tensor = triton_grpc.InferInput("input", list(batch.shape), "FP32")
+        tensor.set_data_from_numpy(batch)
+        answer = client.infer("gone", [tensor]).as_numpy("probabilities")
+        np.testing.assert_allclose(answer, np.repeat(expected, 32, axis=0), rtol=1e-5, atol=1e-6)
+        client.close()
+        reply = _reply(_finishing(_raw_infer(server, "gone", batch)))
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        assert server.stop() == 0
+
+
+def _finishing(connection: socket.socket) -> socket.socket:
+    _finish(connection)
+    return connection

@@ -9,8 +9,9 @@ import pytest
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.errors import ErrorKind, ServingError
 from kubevino_runtime.metrics import Metrics
-from kubevino_runtime.models import MAX_VERSION, ModelRegistry, parse_version
+from kubevino_runtime.models import ModelRegistry
 from kubevino_runtime.repository import ModelConfig
+from kubevino_runtime.versions import MAX_VERSION, parse_version
 
 
 @pytest.mark.parametrize(

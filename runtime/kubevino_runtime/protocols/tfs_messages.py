@@ -12,7 +12,6 @@ from typing import Any
 from google.protobuf import json_format
 
 from kubevino_runtime.errors import not_found
-from kubevino_runtime.models import VersionLookup
 from kubevino_runtime.protocols.descriptors import POOL
 from kubevino_runtime.protocols.tfs_api.tensorflow.core.protobuf import (
     error_codes_pb2,
@@ -24,6 +23,7 @@ from kubevino_runtime.protocols.tfs_api.tensorflow_serving.apis import (
 )
 from kubevino_runtime.protocols.tfs_tensors import tf_dtype
 from kubevino_runtime.served import ServedVersion, TensorInfo
+from kubevino_runtime.versions import VersionLookup
 
 SIGNATURE = "serving_default"
 SIGNATURE_DEF_FIELD = "signature_def"  # the one metadata field TF Serving defines

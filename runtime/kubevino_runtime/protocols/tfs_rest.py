@@ -15,11 +15,11 @@ from aiohttp import web
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.errors import ServingError, invalid
 from kubevino_runtime.jsonbody import parse_json_body
-from kubevino_runtime.models import parse_version
 from kubevino_runtime.protocols.http_common import handled, read_body
 from kubevino_runtime.protocols.tfs_messages import as_json, model_metadata, model_status
 from kubevino_runtime.served import ServedVersion, TensorInfo
 from kubevino_runtime.tensors import json_array
+from kubevino_runtime.versions import parse_version
 
 API = "TensorFlowServing"
 _NAME = "{name:[^/:]+}"
