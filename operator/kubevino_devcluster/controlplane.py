@@ -1,7 +1,7 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver, controller-manager,
 scheduler — pinned upstream binaries from scripts/kube-bins.sh, started and stopped by pid.
 
-Used by the cluster test tier and by ``scripts/local-cluster.py`` for trying kubevino by hand.
+Used by the cluster test tier, and inside every cluster of ``kubevino dev-cluster``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,32 @@ def kube_binaries() -> Path:
             f"scripts/kube-bins.sh failed ({done.returncode}):\n{done.stderr[-4000:]}"
         )
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+KUBE_COMPONENTS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "kube-proxy",
+)
+
+
+def kube_binaries_cached() -> bool:
+    """Whether scripts/kube-bins.sh would find every pinned binary built already (else the
+    first start builds Kubernetes from source: minutes)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kubevino"
+    cache = Path(os.environ.get("KUBEVINO_CACHE", default))
+    kubernetes = cache / f"kubernetes-{pinned_version('KUBE_VERSION')}"
+    wanted = [
+        *(kubernetes / component for component in KUBE_COMPONENTS),
+        cache / f"etcd-{pinned_version('ETCD_VERSION')}" / "etcd",
+        cache / f"helm-{pinned_version('HELM_VERSION')}" / "helm",
+        cache / f"minio-{pinned_version('MINIO_VERSION')}" / "minio",
+        cache / f"containerd-{pinned_version('CONTAINERD_VERSION')}" / "containerd",
+    ]
+    return all(os.access(path, os.X_OK) for path in wanted)
 
 
 def pinned_version(name: str) -> str:
