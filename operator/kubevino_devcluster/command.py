@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from kubevino_devcluster.nodeoptions import NodeOptionError, requested_nodes
+from kubevino_devcluster.nodeoptions import NodeOption, NodeOptionError, requested_nodes
 from kubevino_devcluster.state import (
     DEFAULT_DIRECTORY,
     READY,
@@ -35,6 +35,7 @@ from kubevino_devcluster.state import (
 
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+UNIX_SOCKET_ROOM = 104
 IMAGE_TARGETS = ("operator", "runtime", "runtime-gpu")
 CLUSTER_PROGRAMS = frozenset(
     {
@@ -100,12 +101,35 @@ def main(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     directory: Path = args.dir.resolve()
     if args.action == "status":
         return status(directory, out)
+    if args.action == "down":
+        return down(directory, args.timeout, out, err) if _root(err) else EXIT_USAGE
+    try:
+        nodes = requested_nodes(args.nodes, args.node)
+        images = _images(args.images)
+        _check_directory_length(directory, nodes)
+    except NodeOptionError as error:
+        print(f"error: {error}", file=err)
+        return EXIT_USAGE
+    return up(nodes, images, args.timeout, directory, out, err) if _root(err) else EXIT_USAGE
+
+
+def _root(err: TextIO) -> bool:
     if os.geteuid() != 0:
         print(NEEDS_ROOT, file=err)
-        return EXIT_USAGE
-    if args.action == "up":
-        return up(args, directory, out, err)
-    return down(directory, args.timeout, out, err)
+    return os.geteuid() == 0
+
+
+def _check_directory_length(directory: Path, nodes: list[NodeOption]) -> None:
+    """containerd's sockets live in each node's directory; a unix socket path has room for
+    only so many bytes (containerd refuses more than 104)."""
+    longest = max(len(node.name) for node in nodes)
+    socket_path = directory / ("n" * longest) / "containerd" / "containerd.sock.ttrpc"
+    if len(str(socket_path)) > UNIX_SOCKET_ROOM:
+        room = UNIX_SOCKET_ROOM - (len(str(socket_path)) - len(str(directory)))
+        raise NodeOptionError(
+            f"--dir {directory}: too long for the nodes' unix sockets; use a directory of at "
+            f"most {room} characters (the default is {DEFAULT_DIRECTORY})"
+        )
 
 
 def _images(text: str) -> list[str]:
@@ -120,15 +144,16 @@ def _images(text: str) -> list[str]:
     return images
 
 
-def up(args: argparse.Namespace, directory: Path, out: TextIO, err: TextIO) -> int:
+def up(
+    nodes: list[NodeOption],
+    images: list[str],
+    timeout: float,
+    directory: Path,
+    out: TextIO,
+    err: TextIO,
+) -> int:
     from kubevino_devcluster.controlplane import REPO, kube_binaries_cached, pinned_version
 
-    try:
-        nodes = requested_nodes(args.nodes, args.node)
-        images = _images(args.images)
-    except NodeOptionError as error:
-        print(f"error: {error}", file=err)
-        return EXIT_USAGE
     if not (REPO / "scripts" / "kube-bins.sh").exists():
         print(f"error: kubevino dev-cluster runs from a kubevino checkout; {REPO} is not one",
               file=err)  # fmt: skip
@@ -159,7 +184,7 @@ def up(args: argparse.Namespace, directory: Path, out: TextIO, err: TextIO) -> i
             start_new_session=True, cwd=REPO,
         )  # fmt: skip
     try:
-        ready = _wait_ready(supervisor, directory, args.timeout, out)
+        ready = _wait_ready(supervisor, directory, timeout, out)
     except KeyboardInterrupt:
         print("interrupted: stopping what was started", file=err)
         _stop_supervisor(supervisor, 300)

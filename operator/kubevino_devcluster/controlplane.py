@@ -36,30 +36,11 @@ def kube_binaries() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-KUBE_COMPONENTS = (
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubectl",
-    "kubelet",
-    "kube-proxy",
-)
-
-
 def kube_binaries_cached() -> bool:
-    """Whether scripts/kube-bins.sh would find every pinned binary built already (else the
-    first start builds Kubernetes from source: minutes)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kubevino"
-    cache = Path(os.environ.get("KUBEVINO_CACHE", default))
-    kubernetes = cache / f"kubernetes-{pinned_version('KUBE_VERSION')}"
-    wanted = [
-        *(kubernetes / component for component in KUBE_COMPONENTS),
-        cache / f"etcd-{pinned_version('ETCD_VERSION')}" / "etcd",
-        cache / f"helm-{pinned_version('HELM_VERSION')}" / "helm",
-        cache / f"minio-{pinned_version('MINIO_VERSION')}" / "minio",
-        cache / f"containerd-{pinned_version('CONTAINERD_VERSION')}" / "containerd",
-    ]
-    return all(os.access(path, os.X_OK) for path in wanted)
+    """Whether every pinned binary is built already (else the first start builds Kubernetes
+    from source: minutes)."""
+    script = REPO / "scripts" / "kube-bins.sh"
+    return subprocess.run([str(script), "--cached"], capture_output=True).returncode == 0
 
 
 def pinned_version(name: str) -> str:

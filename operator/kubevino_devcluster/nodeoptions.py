@@ -82,7 +82,10 @@ def parse_node(text: str) -> NodeOption:
 def requested_nodes(count: int | None, node_texts: list[str] | None) -> list[NodeOption]:
     if count is not None and node_texts:
         raise NodeOptionError("give --nodes N or --node ..., not both")
-    nodes = [parse_node(text) for text in node_texts] if node_texts else numbered_nodes(count or 1)
+    if node_texts:
+        nodes = [parse_node(text) for text in node_texts]
+    else:
+        nodes = numbered_nodes(1 if count is None else count)
     names = [node.name for node in nodes]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
