@@ -32,7 +32,7 @@ from tests.harness.genai_reference import greedy_chat
 
 from kubevino_common import __version__
 from kubevino_devcluster.controlplane import REPO
-from kubevino_devcluster.kubetools import KubeToolError, KubeTools
+from kubevino_devcluster.kubetools import KubeTools
 from kubevino_devcluster.state import DEFAULT_DIRECTORY, read_state
 from kubevino_runtime.demo_generative import LLAMA_FILE, write_llama_gguf
 from kubevino_runtime.demo_model import INPUT_NAME, OUTPUT_NAME, sample_input, write_model
@@ -98,7 +98,8 @@ def _kubevino(*args: str) -> int:
 def write_demo_models(root: Path) -> tuple[Path, Path]:
     """The bundled classifier (Model Server's layout) and a tiny Llama GGUF, both made from
     fixed seeds, readable by the model pods' non-root user."""
-    classifier = write_model(root / "classifier")
+    classifier = root / "classifier"
+    write_model(classifier)
     llm = root / "llm"
     write_llama_gguf(llm)
     for path in [root, *root.rglob("*")]:
@@ -272,23 +273,25 @@ def run_local(keep: bool) -> int:
     try:
         # The node is this machine: the files written here are the node's.
         demo_on(tools, steps, lambda: (str(models), None), models)
-    except (DemoError, KubeToolError, subprocess.SubprocessError) as error:
+    except Exception as error:  # any failure is reported; the cluster still comes down
         failed = error
-    if keep:
-        print(f"\n== left running (--keep), {steps.total()} so far:\n"
-              f"   export KUBECONFIG={state.kubeconfig} PATH={directory / 'bin'}:$PATH\n"
-              f"   kubectl get inferencemodels -n {NAMESPACE}\n"
-              f"   stop it: .venv/bin/kubevino dev-cluster down")  # fmt: skip
-    else:
-        with steps.step("tear down: kubevino dev-cluster down"):
-            if _kubevino("dev-cluster", "down", "--dir", str(directory)) != 0:
-                failed = failed or DemoError("the dev cluster did not stop cleanly")
+    finally:
+        if keep:
+            print(f"\n== left running (--keep), {steps.total()} so far:\n"
+                  f"   export KUBECONFIG={state.kubeconfig} PATH={directory / 'bin'}:$PATH\n"
+                  f"   kubectl get inferencemodels -n {NAMESPACE}\n"
+                  f"   stop it: sudo .venv/bin/kubevino dev-cluster down")  # fmt: skip
+        else:
+            with steps.step("tear down: kubevino dev-cluster down"):
+                if _kubevino("dev-cluster", "down", "--dir", str(directory)) != 0:
+                    failed = failed or DemoError("the dev cluster did not stop cleanly")
     return _finish(steps, failed)
 
 
 def _finish(steps: Steps, failed: Exception | None) -> int:
     if failed is not None:
-        print(f"\ndemo FAILED after {steps.total()}: {failed}", file=sys.stderr)
+        print(f"\ndemo FAILED after {steps.total()}: {type(failed).__name__}: {failed}",
+              file=sys.stderr)  # fmt: skip
         return 1
     print(f"\n== done in {steps.total()}")
     return 0
@@ -362,7 +365,7 @@ def run_existing(keep: bool) -> int:
         print(f"demo: namespace {NAMESPACE} exists already: delete it first", file=sys.stderr)
         return 1
     failed: Exception | None = None
-    installed = False
+    released_before = RELEASE in tools.helm("list", "-n", OPERATOR_NAMESPACE, "-q").stdout.split()
     nodes: list[str] = []  # where the models went
     with tempfile.TemporaryDirectory(prefix="kubevino-demo-") as scratch:
 
@@ -377,8 +380,8 @@ def run_existing(keep: bool) -> int:
             return NODE_MODELS, node
 
         try:
-            installed = demo_on(tools, steps, place_models, Path(scratch))
-        except (DemoError, KubeToolError, subprocess.SubprocessError) as error:
+            demo_on(tools, steps, place_models, Path(scratch))
+        except Exception as error:  # reported; what the demo made is still removed
             failed = error
     if keep:
         print(f"\n== left in place (--keep): namespace {NAMESPACE}, {NODE_MODELS} on the node; "
@@ -395,7 +398,7 @@ def run_existing(keep: bool) -> int:
             except DemoError as error:
                 failed = failed or error
         tools.kubectl("delete", "namespace", NAMESPACE, "--wait=true", check=False, timeout=300)
-        if installed:
+        if not released_before:
             tools.helm("uninstall", RELEASE, "-n", OPERATOR_NAMESPACE, "--wait")
             tools.kubectl("delete", "namespace", OPERATOR_NAMESPACE, check=False, timeout=300)
     return _finish(steps, failed)
