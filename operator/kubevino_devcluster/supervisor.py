@@ -85,6 +85,16 @@ def _publish(cluster: DevCluster, state: ClusterState, forwarder: Forwarder) -> 
     write_state(state)
 
 
+def _delete_workloads(cluster: DevCluster) -> None:
+    """Every controller of pods, so that draining the nodes is not a race with controllers
+    re-creating what it deletes (the InferenceModels first: the operator re-creates their
+    Deployments)."""
+    for kinds in ("inferencemodels.kubevino.io", "deployments,statefulsets,daemonsets,jobs"):
+        cluster.plane.kubectl(
+            "delete", kinds, "--all", "--all-namespaces", "--wait=false", check=False
+        )
+
+
 def supervise(directory: Path, specs: Sequence[NodeSpec], images: Sequence[str]) -> int:
     began = time.monotonic()
     state = ClusterState(os.getpid(), own_start_ticks(), str(directory))
@@ -109,6 +119,7 @@ def supervise(directory: Path, specs: Sequence[NodeSpec], images: Sequence[str])
                 write_state(state)
                 say("stopping: draining pods, stopping nodes and the control plane")
                 forwarder.stop()
+                _delete_workloads(cluster)
     except StopRequested as stop:
         say(f"{stop}: stopped, nothing left running")
         return 0
