@@ -189,7 +189,8 @@ def ask_classifier(tools: KubeTools, classifier: Path) -> None:
         grpc_tensor.set_data_from_numpy(image)
         over_grpc = grpc_client.infer("classifier", [grpc_tensor]).as_numpy(OUTPUT_NAME)
     top = np.argsort(expected[0])[::-1][:5]
-    show(f"top-5 classes: {top.tolist()} (p={expected[0][top].round(4).tolist()})")
+    probabilities = [round(float(p), 4) for p in expected[0][top]]
+    show(f"top-5 classes: {top.tolist()} (p={probabilities})")
     for name, got in (("KServe REST (tritonclient)", over_rest),
                       ("KServe gRPC (tritonclient)", over_grpc)):  # fmt: skip
         same = bool(np.array_equal(got, expected))
