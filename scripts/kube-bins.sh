@@ -4,6 +4,7 @@
 #
 #   scripts/kube-bins.sh            # versions from scripts/versions.env
 #   KUBEVINO_KUBE_VERSION=v1.37.2 scripts/kube-bins.sh
+#   scripts/kube-bins.sh --cached   # builds nothing: exit 0 when all is cached, 1 when a run would build
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -110,13 +111,19 @@ build_containerd() {
   rm -rf "$containerd_dir"; mv "$containerd_dir.partial" "$containerd_dir"
 }
 
+kube_paths=(); for c in "${components[@]}"; do kube_paths+=("$kube_dir/$c"); done
+if [ "${1:-}" = --cached ]; then
+  complete "${kube_paths[@]}" "$etcd_dir/etcd" "$helm_dir/helm" "$minio_dir/minio" \
+    "$containerd_dir/containerd" "$containerd_dir/containerd-shim-runc-v2" "$containerd_dir/ctr"
+  exit
+fi
+
 # Two test runs at once (or a test and a developer) would build into the same .partial
 # directories: the second waits for the first and then finds the binaries built.
 mkdir -p "$cache"
 exec 9>"$cache/.kube-bins.lock"
 flock 9
 
-kube_paths=(); for c in "${components[@]}"; do kube_paths+=("$kube_dir/$c"); done
 complete "${kube_paths[@]}" || build_kubernetes
 complete "$etcd_dir/etcd" || build_etcd
 complete "$helm_dir/helm" || go_install "$helm_dir" "helm.sh/helm/v3/cmd/helm@$helm_version"

@@ -1,7 +1,7 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver, controller-manager,
 scheduler — pinned upstream binaries from scripts/kube-bins.sh, started and stopped by pid.
 
-Used by the cluster test tier and by ``scripts/local-cluster.py`` for trying kubevino by hand.
+Used by the cluster test tier, and inside every cluster of ``kubevino dev-cluster``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,13 @@ def kube_binaries() -> Path:
             f"scripts/kube-bins.sh failed ({done.returncode}):\n{done.stderr[-4000:]}"
         )
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+def kube_binaries_cached() -> bool:
+    """Whether every pinned binary is built already (else the first start builds Kubernetes
+    from source: minutes)."""
+    script = REPO / "scripts" / "kube-bins.sh"
+    return subprocess.run([str(script), "--cached"], capture_output=True).returncode == 0
 
 
 def pinned_version(name: str) -> str:

@@ -1,4 +1,5 @@
-"""``kubevino`` command line: render manifests offline, print the CRD."""
+"""``kubevino`` command line: render manifests offline, print the CRD, run the operator or the
+node agent, start a local dev cluster."""
 
 from __future__ import annotations
 
@@ -189,11 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     agent_parser.add_argument("--interval", type=float, default=60.0, help="seconds between scans")
     agent_parser.add_argument("--once", action="store_true", help="report once and exit")
     agent_parser.set_defaults(handler=_node_agent_command)
+    # Listed here; parsed and run by kubevino_devcluster (a checkout's tool, not in the images).
+    dev_cluster_parser = commands.add_parser(
+        "dev-cluster",
+        help="a throwaway local cluster on this machine (root, from a checkout): up|status|down",
+        add_help=False,
+    )
+    dev_cluster_parser.add_argument("arguments", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["dev-cluster"]:
+        from kubevino_devcluster.command import main as dev_cluster
+
+        return dev_cluster(arguments[1:], sys.stdout, sys.stderr)
+    args = build_parser().parse_args(arguments)
     code: int = args.handler(args, sys.stdout, sys.stderr)
     return code
 
