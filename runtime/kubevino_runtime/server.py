@@ -30,7 +30,8 @@ from kubevino_runtime.deviceaccess import (
 )
 from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported, default_target
 from kubevino_runtime.enginehost import EngineHost
-from kubevino_runtime.generative.routes import OpenAiRoutes, openai_errors
+from kubevino_runtime.generative.answers import GenAiAnswers
+from kubevino_runtime.generative.openai_http import OpenAiRoutes, openai_errors
 from kubevino_runtime.generative.service import GenerativeService
 from kubevino_runtime.generative.settings import (
     GenerativeSettings,
@@ -320,7 +321,10 @@ async def serve(
     openai = (
         ([], [])
         if service is None
-        else (OpenAiRoutes(service, args.max_request_bytes).routes(), [openai_errors])
+        else (
+            OpenAiRoutes(service, GenAiAnswers(service), args.max_request_bytes).routes(),
+            [openai_errors],
+        )
     )
     app = application(args, plane, server.metrics, server.diagnostics, *openai)
     runner, grpc_server = await listen(args, plane, app, reuse_port=group is not None)
