@@ -9,8 +9,8 @@ import time
 from typing import Any, TypeVar
 
 from kubevino_runtime.errors import ErrorKind, ServingError
-from kubevino_runtime.generative.facts import Endpoint, ModelFacts
 from kubevino_runtime.generative.encoders import Embedder, Reranker
+from kubevino_runtime.generative.facts import Endpoint, ModelFacts
 from kubevino_runtime.generative.layout import is_gguf
 from kubevino_runtime.generative.pipelines import (
     Loaded,
