@@ -7,7 +7,7 @@ this runs in the one server process, or in the engine process for the front ends
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ log = logging.getLogger("kubevino.generative")
 # below about 1e-45 is 0 (which it refuses for sampling) and one a little larger divides the
 # logits into infinities.
 MIN_SAMPLING_TEMPERATURE = 1e-5
-Documents = AsyncIterator[dict[str, Any]]
+Documents = AsyncGenerator[dict[str, Any], None]
 
 
 @dataclass

@@ -5,7 +5,7 @@ Imported by front ends, so it imports nothing of OpenVINO."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -95,4 +95,4 @@ class Answers(Protocol):
 
     def answer(
         self, endpoint: Endpoint, document: dict[str, Any], client_gone: Callable[[], bool]
-    ) -> AsyncIterator[dict[str, Any]]: ...
+    ) -> AsyncGenerator[dict[str, Any], None]: ...

@@ -9,7 +9,7 @@ process is one of the front ends of ``--workers N``. So this module imports no G
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from aiohttp import web
@@ -184,7 +184,7 @@ class OpenAiRoutes:
         self,
         request: web.Request,
         first: dict[str, Any] | None,
-        replies: AsyncIterator[dict[str, Any]],
+        replies: AsyncGenerator[dict[str, Any], None],
     ) -> web.StreamResponse:
         response = event_stream()
         try:
