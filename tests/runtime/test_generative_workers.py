@@ -107,7 +107,8 @@ def _stream_request(server: RunningServer, prompt: str, tokens: int) -> socket.s
 
 
 def _read_all(connection: socket.socket, received: bytes = b"") -> bytes:
-    while not received.endswith(b"data: [DONE]\n\n") and (part := connection.recv(65536)):
+    """The response to its last chunk (the connection stays open) or until the server closes."""
+    while not received.endswith(b"\r\n0\r\n\r\n") and (part := connection.recv(65536)):
         received += part
     return received
 
@@ -197,6 +198,39 @@ def test_streams_arrive_in_several_chunks_that_make_the_whole_answer(
     assert "".join(delta.content or "" for delta in deltas) == greedy_chat(
         gguf, [{"role": "user", "content": "hello"}], TOKENS
     )
+
+
+def test_requests_from_several_front_ends_share_the_pipelines_steps(
+    llm_server: RunningServer,
+) -> None:
+    """Nine requests of 96 tokens at once, through at least two front ends, share the one
+    pipeline's decoding steps (one at a time would take 9 x 96 steps). Counted in steps,
+    not timed."""
+    tokens, requests = 96, 9
+    llm_server.wait_for(lambda: _idle(llm_server), 60, "idle before the test")
+    steps_before = _metric(llm_server, "kubevino_generation_steps")
+    generated_before = _metric(llm_server, "kubevino_generated_tokens")
+    connections = [_stream_request(llm_server, f"the dog {i}", tokens) for i in range(requests)]
+    front_ends = _front_ends_of(llm_server)
+    owners = {
+        _connection_owner(front_ends, connection.getsockname()[1], llm_server.rest_port)
+        for connection in connections
+    }
+    assert len(owners) >= 2
+    for connection in connections:
+        events = _events(_read_all(connection))
+        connection.close()
+        assert events[-2]["usage"]["completion_tokens"] == tokens
+
+    def generated() -> float:
+        return _metric(llm_server, "kubevino_generated_tokens") - generated_before
+
+    def steps() -> float:
+        return _metric(llm_server, "kubevino_generation_steps") - steps_before
+
+    llm_server.wait_for(lambda: generated() == tokens * requests, 30, "counted")
+    llm_server.wait_for(lambda: steps() >= tokens, 30, "steps published")  # the least possible
+    assert steps() <= generated() / 3, f"{generated():.0f} tokens took {steps():.0f} steps"
 
 
 def test_client_mistakes_are_4xx_from_the_front_end_or_the_engine(
