@@ -6,6 +6,10 @@ path's records are packed binary (``struct``): a request names the engine (model
 slot, and each input's index, shape and offset in the slot; an answer gives the outputs' shapes
 and offsets, or an error. The catalogue (which versions exist, their tensors, readiness, what
 the diagnostics report) changes rarely and travels as JSON.
+
+A generative model's calls (OpenAI's requests and what the engine answers, piece by piece) are
+small JSON documents: they travel in ``Generative`` records, a document larger than one packet
+split over several (``generative_records``, joined again by ``Fragments``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,18 @@ class Kind(IntEnum):
     FAILED = 4  # engine → front end: the request failed (kind and message)
     CATALOGUE = 5  # engine → front end: the versions served and the engine's state
     RELEASED = 6  # front end → engine: no request here holds this retired version any more
+    GENERATIVE = 7  # either way: a generative call, its answers, its cancellation
+
+
+class Step(IntEnum):
+    """What a ``Generative`` record says of its call."""
+
+    CALL = 1  # front end → engine: run this OpenAI request (JSON: endpoint, document)
+    REPLY = 2  # engine → front end: a response document, or one streamed event
+    FAILED = 3  # engine → front end: the call failed (JSON: OpenAI's error fields); its end
+    END = 4  # engine → front end: no more replies
+    PROGRESS = 5  # engine → front end: still generating (is the client still there?)
+    CANCEL = 6  # front end → engine: the client went away: stop generating
 
 
 _HEAD = struct.Struct("<B")
@@ -41,6 +57,9 @@ _DONE = struct.Struct("<BQIQB")  # kind, request id, slot, slot size, outputs
 _FAILED = struct.Struct("<BQB")  # kind, request id, error kind
 _TENSOR = struct.Struct("<HBQ")  # tensor index, dimensions, offset; then the dimensions
 _RELEASED = struct.Struct("<BI")  # kind, engine id
+_GENERATIVE = struct.Struct("<BQBB")  # kind, call id, step, more fragments follow
+# A document's bytes per record: well inside the receive size and the socket buffers.
+FRAGMENT_BYTES = MAX_RECORD // 2
 _ERROR_KINDS = list(ErrorKind)
 
 
@@ -93,7 +112,43 @@ class Released:
     engine_id: int
 
 
-Record = Request | Done | Failed | Catalogue | Hello | Released
+@dataclass(frozen=True)
+class Generative:
+    """One step of a generative call; ``more``: ``data`` is a fragment, the rest follows in the
+    next records of this channel (a sender queues all fragments of a document at once, so no
+    other record comes between them)."""
+
+    call_id: int
+    step: Step
+    data: bytes = b""
+    more: bool = False
+
+
+Record = Request | Done | Failed | Catalogue | Hello | Released | Generative
+
+
+def generative_records(call_id: int, step: Step, data: bytes = b"") -> list[Generative]:
+    """``data`` in records of at most ``FRAGMENT_BYTES`` each."""
+    pieces = [data[start : start + FRAGMENT_BYTES] for start in range(0, len(data), FRAGMENT_BYTES)]
+    pieces = pieces or [b""]
+    last = len(pieces) - 1
+    return [Generative(call_id, step, piece, index < last) for index, piece in enumerate(pieces)]
+
+
+class Fragments:
+    """Joins the fragments of the generative documents arriving on one channel."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def join(self, record: Generative) -> Generative | None:
+        """The whole record once its last fragment is in; None while more are to come."""
+        self._parts.append(record.data)
+        if record.more:
+            return None
+        data = b"".join(self._parts)
+        self._parts = []
+        return Generative(record.call_id, record.step, data)
 
 
 def _pack_tensors(tensors: list[Placed]) -> bytes:
@@ -141,6 +196,9 @@ def encode(record: Record) -> bytes:
             return _HEAD.pack(Kind.HELLO)
         case Released():
             return _RELEASED.pack(Kind.RELEASED, record.engine_id)
+        case Generative():
+            head = _GENERATIVE.pack(Kind.GENERATIVE, record.call_id, record.step, record.more)
+            return head + record.data
     raise TypeError(f"not a record: {record!r}")
 
 
@@ -162,6 +220,9 @@ def decode(data: bytes, fds: list[int]) -> Record:
         return Hello()
     if kind == Kind.RELEASED:
         return Released(_RELEASED.unpack_from(data)[1])
+    if kind == Kind.GENERATIVE:
+        _, call_id, step, more = _GENERATIVE.unpack_from(data)
+        return Generative(call_id, Step(step), data[_GENERATIVE.size :], bool(more))
     raise ValueError(f"unknown record kind {kind}")
 
 

@@ -11,6 +11,9 @@ A version the registry retires may still be named by a front end that resolved i
 learnt of the retirement (a request still reading its body). So each connected front end holds
 every retired version until it says it released it; only then can the registry's drain of that
 version finish and the version be closed.
+
+A generative model (``--task``) is served here too: each front end's OpenAI calls run on the
+one pipeline (``generative.engine_calls``), its state travels in the catalogue.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +34,7 @@ from kubevino_runtime.channel import (
     Channel,
     Done,
     Failed,
+    Generative,
     Hello,
     Placed,
     Record,
@@ -39,11 +43,23 @@ from kubevino_runtime.channel import (
 )
 from kubevino_runtime.engine import LoadedVersion
 from kubevino_runtime.errors import ErrorKind, ServingError
+from kubevino_runtime.generative.engine_calls import GenerativeCalls
+from kubevino_runtime.generative.facts import Answers
 from kubevino_runtime.models import ModelRegistry
 from kubevino_runtime.slots import Slot, layout, nbytes, static_output_bytes
 
 log = logging.getLogger("kubevino.engine")
 PUBLISH_SECONDS = 0.2
+
+
+class Models(Protocol):
+    """What readiness is judged on: the registry's versions, or the generative model."""
+
+    def ready(self) -> bool: ...
+
+    def not_ready_reasons(self) -> list[str]: ...
+
+    def stuck_reasons(self) -> list[str]: ...
 
 
 @dataclass
@@ -54,6 +70,7 @@ class _FrontEnd:
     said_hello: bool = False
     holds: set[int] = field(default_factory=set)  # retired engines this front end may still use
     gone: asyncio.Event = field(default_factory=asyncio.Event)
+    generative: GenerativeCalls | None = None
 
 
 class EngineHost:
@@ -64,8 +81,13 @@ class EngineHost:
         registry: ModelRegistry,
         front_end_count: int,
         describe: Callable[[], dict[str, Any]],
+        *,
+        models: Models | None = None,
+        answers: Answers | None = None,
     ) -> None:
         self.registry = registry
+        self.models: Models = models or registry
+        self.answers = answers  # the generative model's, where there is one
         self.describe = describe  # what this process adds to the catalogue (diagnostics, metrics)
         self.front_ends = [_FrontEnd(index) for index in range(front_end_count)]
         self.engines: dict[int, LoadedVersion] = {}
@@ -83,6 +105,8 @@ class EngineHost:
             self._disconnected(front_end)
 
         front_end.channel = Channel(channel_socket, on_record, on_closed)
+        if self.answers is not None:
+            front_end.generative = GenerativeCalls(self.answers, front_end.channel)
 
     # --- the catalogue -----------------------------------------------------------------------
 
@@ -91,7 +115,7 @@ class EngineHost:
         return (
             not self.stopping
             and all(front_end.said_hello for front_end in self.front_ends)
-            and self.registry.ready()
+            and self.models.ready()
         )
 
     def catalogue(self) -> dict[str, Any]:
@@ -105,8 +129,8 @@ class EngineHost:
             "ready": self.ready(),
             "refreshedOnce": self.registry.refreshed_once,
             "shuttingDown": self.stopping,
-            "notReady": self.registry.not_ready_reasons(),
-            "stuck": self.registry.stuck_reasons(),
+            "notReady": self.models.not_ready_reasons(),
+            "stuck": self.models.stuck_reasons(),
             "models": models,
             **self.describe(),
         }
@@ -150,6 +174,8 @@ class EngineHost:
             self.publish()
         elif isinstance(record, Released):
             self._on_released(front_end, record.engine_id)
+        elif isinstance(record, Generative) and front_end.generative is not None:
+            front_end.generative.on_record(record)
 
     def _on_released(self, front_end: _FrontEnd, engine_id: int) -> None:
         if engine_id not in front_end.holds:
@@ -161,6 +187,8 @@ class EngineHost:
         self._published = None  # this front end's list of retired engines changed
 
     def _disconnected(self, front_end: _FrontEnd) -> None:
+        if front_end.generative is not None:
+            front_end.generative.cancel_all()
         for engine_id in list(front_end.holds):
             self._on_released(front_end, engine_id)
         for slot in front_end.slots.values():

@@ -4,7 +4,8 @@ inference through shared memory slots.
 A front end only speaks the protocols and validates; ``RemoteVersion.infer`` copies the
 validated inputs into a slot (the one copy a request's tensors make on the way in, as the
 in-process engine copies them into its infer request), sends one small record and awaits the
-answer; the outputs are read from the same slot.
+answer; the outputs are read from the same slot. A generative model's calls travel as
+``Generative`` records, handled by ``generative.remote``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,7 @@ from kubevino_runtime.channel import (
     Channel,
     Done,
     Failed,
+    Generative,
     Hello,
     Placed,
     Record,
@@ -38,6 +40,14 @@ from kubevino_runtime.slots import KEEP_BYTES, Slot, layout, nbytes, static_outp
 from kubevino_runtime.versions import ServedModel, VersionLookup, VersionStatus
 
 log = logging.getLogger("kubevino.frontend")
+
+
+class GenerativeRecords(Protocol):
+    """Whoever handles this front end's generative calls (``generative.remote``)."""
+
+    def on_record(self, record: Generative) -> None: ...
+
+    def engine_lost(self) -> None: ...
 
 
 @dataclass
@@ -61,6 +71,7 @@ class EngineLink:
         self._ids = itertools.count(1)
         self._released: set[int] = set()
         self.releasing: set[asyncio.Task[None]] = set()
+        self.generative: GenerativeRecords | None = None
         self.channel = Channel(sock, self._on_record, self._lost)
 
     def hello(self) -> None:
@@ -72,6 +83,8 @@ class EngineLink:
                 pending.future.set_exception(
                     ServingError(ErrorKind.UNAVAILABLE, "the engine process ended; retry")
                 )
+        if self.generative is not None:
+            self.generative.engine_lost()
         self._on_lost()
 
     def _on_record(self, record: Record) -> None:
@@ -89,6 +102,9 @@ class EngineLink:
                 self._free_slot(pending.slot)
             else:
                 pending.future.set_result(record)
+        elif isinstance(record, Generative):
+            if self.generative is not None:
+                self.generative.on_record(record)
         elif isinstance(record, Catalogue):
             self.catalogue = record.content
             self.registry.apply(record.content)

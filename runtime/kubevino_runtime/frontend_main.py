@@ -34,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     channels = os.environ.get(LAUNCHER_CHANNEL_FDS_ENV)
     if channels:
+        if args.task:  # OpenAI's front-end modules, imported once for all (see frontserver)
+            import kubevino_runtime.generative.openai_http
+            import kubevino_runtime.generative.remote  # noqa: F401
         pids_fd = int(os.environ[LAUNCHER_PIDS_FD_ENV])
         return _fork_front_ends(args, [int(fd) for fd in channels.split(",")], pids_fd)
     role = FrontEndRole.from_environment()

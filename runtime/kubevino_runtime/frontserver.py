@@ -1,5 +1,6 @@
 """A front-end process of ``--workers N``: the protocols on the shared ports, the engines in the
-engine process (``frontend.EngineLink``)."""
+engine process (``frontend.EngineLink``); with ``--task``, OpenAI's endpoints too, answered by
+the engine process's pipeline (``generative.remote``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import asyncio
 import logging
 import os
 import socket
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kubevino_runtime.dataplane import DataPlane
@@ -17,6 +20,9 @@ from kubevino_runtime.frontend import EngineLink
 from kubevino_runtime.listeners import application, listen, stop_on_signals
 from kubevino_runtime.metrics import Metrics
 from kubevino_runtime.workers import FrontEndRole
+
+if TYPE_CHECKING:
+    from kubevino_runtime.generative.remote import RemoteGenerative
 
 log = logging.getLogger("kubevino.server")
 
@@ -56,9 +62,10 @@ async def serve_front_end(args: argparse.Namespace, role: FrontEndRole) -> int:
         stop.set()
 
     link = EngineLink(socket.socket(fileno=role.channel_fd), lost)
-    plane = DataPlane(link.registry, Metrics(), engines_here=False)
+    generative, routes, middlewares = _openai(args, link)
+    plane = DataPlane(link.registry, Metrics(), generative=generative, engines_here=False)
     pages = _Pages(link, plane)
-    app = application(args, plane, pages.metrics, pages.diagnostics)
+    app = application(args, plane, pages.metrics, pages.diagnostics, routes, middlewares)
     runner, grpc_server = await listen(args, plane, app, reuse_port=True)
     link.hello()
     log.info("front end %d serving (pid %d)", role.index, os.getpid())
@@ -69,8 +76,27 @@ async def serve_front_end(args: argparse.Namespace, role: FrontEndRole) -> int:
     if not engine_lost:
         try:
             await asyncio.wait_for(link.registry.drain(), timeout=grace)
+            if generative is not None:
+                await asyncio.wait_for(generative.drained(), timeout=grace)
         except TimeoutError:
             log.warning("requests still running after %.0f s; exiting anyway", grace)
     link.close()
     log.info("stopped")
     return 1 if engine_lost else 0
+
+
+def _openai(
+    args: argparse.Namespace, link: EngineLink
+) -> tuple[RemoteGenerative | None, list[web.RouteDef], list[Middleware]]:
+    """The generative model of ``--task`` and OpenAI's routes for it; nothing without one."""
+    if not args.task:
+        return None, [], []
+    # Imported only where a generative model is served (the launcher imports them before it
+    # forks: frontend_main), so a tensor model's front ends stay as lean as they were.
+    from kubevino_runtime.generative.openai_http import OpenAiRoutes, openai_errors
+    from kubevino_runtime.generative.remote import RemoteGenerative
+    from kubevino_runtime.generative.settings import Task
+
+    model = RemoteGenerative(link, args.model_name, Task(args.task))
+    routes = OpenAiRoutes(model, model, args.max_request_bytes).routes()
+    return model, routes, [openai_errors]

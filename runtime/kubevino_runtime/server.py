@@ -30,7 +30,8 @@ from kubevino_runtime.deviceaccess import (
 )
 from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported, default_target
 from kubevino_runtime.enginehost import EngineHost
-from kubevino_runtime.generative.routes import OpenAiRoutes, openai_errors
+from kubevino_runtime.generative.answers import GenAiAnswers
+from kubevino_runtime.generative.openai_http import OpenAiRoutes, openai_errors
 from kubevino_runtime.generative.service import GenerativeService
 from kubevino_runtime.generative.settings import (
     GenerativeSettings,
@@ -79,7 +80,6 @@ from kubevino_runtime.workers import (
     WorkerGroup,
     exit_status,
     share_metrics,
-    supervise,
 )
 
 log = logging.getLogger("kubevino.server")
@@ -320,7 +320,10 @@ async def serve(
     openai = (
         ([], [])
         if service is None
-        else (OpenAiRoutes(service, args.max_request_bytes).routes(), [openai_errors])
+        else (
+            OpenAiRoutes(service, GenAiAnswers(service), args.max_request_bytes).routes(),
+            [openai_errors],
+        )
     )
     app = application(args, plane, server.metrics, server.diagnostics, *openai)
     runner, grpc_server = await listen(args, plane, app, reuse_port=group is not None)
@@ -383,14 +386,16 @@ async def serve_engines(
     families: Families = None,
     heap_trim: tuple[HeapTrimmer | None, int] = (None, 0),
     cpu: CpuAllowance | None = None,
+    generative: GenerativeSettings | None = None,
 ) -> int:
-    """The engine process of ``--workers N``: every model version compiled once here, N
-    front-end processes speaking the protocols (docs/runtime-architecture.md)."""
+    """The engine process of ``--workers N``: every model version compiled once here (or the
+    one generative pipeline of ``--task``), N front-end processes speaking the protocols
+    (docs/runtime-architecture.md)."""
     metrics_dir = Path(tempfile.mkdtemp(prefix="kubevino-metrics-"))
     share_metrics(metrics_dir)
     try:
         return await _serve_engines(
-            args, argv, configs, core, devices, metrics_dir, families, heap_trim, cpu
+            args, argv, configs, core, devices, metrics_dir, families, heap_trim, cpu, generative
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -406,21 +411,35 @@ async def _serve_engines(
     families: Families,
     heap_trim: tuple[HeapTrimmer | None, int],
     cpu: CpuAllowance | None,
+    generative: GenerativeSettings | None,
 ) -> int:
     metrics, registry = _registry(args, configs, core, devices)
-    plane = DataPlane(registry, metrics)
-    server = Server(args, registry, plane, devices, core, families, cpu=cpu)
+    service = None
+    if generative is not None:
+        target = generative.target_device or default_target(core)
+        service = GenerativeService(generative, registry.compile_target(target), metrics)
+    plane = DataPlane(registry, metrics, generative=service)
+    server = Server(args, registry, plane, devices, core, families, generative=service, cpu=cpu)
     server.config_mtime = server._config_mtime()
     front_ends = FrontEnds(argv, args.workers, args.shutdown_grace_seconds, metrics_dir)
 
     def describe() -> dict[str, Any]:
         families = server.families
-        return {
+        described = {
             "families": None if families is None else sorted(families),
             "diagnostics": server.report(front_ends.pids),
         }
+        if service is not None:
+            described["generative"] = service.facts().as_json()
+        return described
 
-    host = EngineHost(registry, args.workers, describe)
+    host = EngineHost(
+        registry,
+        args.workers,
+        describe,
+        models=service,
+        answers=None if service is None else GenAiAnswers(service),
+    )
     registry.on_retire = host.hold_for_front_ends
     stop, received = stop_on_signals()
     await front_ends.start(host.connect)
@@ -430,7 +449,8 @@ async def _serve_engines(
     ended = loop.create_task(front_ends.first_to_end())
     stopped = loop.create_task(stop.wait())
     await registry.refresh()
-    if not registry.ready():
+    loading = loop.create_task(service.load()) if service is not None else None
+    if service is None and not registry.ready():
         for reason in registry.not_ready_reasons():
             log.warning("not ready: %s", reason)
 
@@ -446,7 +466,7 @@ async def _serve_engines(
         tasks.append(loop.create_task(release_free_heap(minutes, trimmer)))
     gave_up: list[str] = []
     if args.model_wait_seconds is not None:
-        watch = _give_up_after(args.model_wait_seconds, registry, stop, gave_up)
+        watch = _give_up_after(args.model_wait_seconds, service or registry, stop, gave_up)
         tasks.append(loop.create_task(watch))
     await asyncio.wait([ended, stopped], return_when=asyncio.FIRST_COMPLETED)
     failure = None
@@ -465,17 +485,25 @@ async def _serve_engines(
 
     log.info("shutting down: no new requests, finishing in-flight ones in every front end")
     registry.shutting_down = True
+    if service is not None:
+        service.shutting_down = True
     host.stopping = True
     host.publish()
     stopped_with = await front_ends.stop(received[0] if received else signal.SIGTERM)
     failure = failure or stopped_with
     try:
         await asyncio.wait_for(registry.drain(), timeout=args.shutdown_grace_seconds)
+        if service is not None:
+            await asyncio.wait_for(service.drained(), timeout=args.shutdown_grace_seconds)
     except TimeoutError:
         log.warning(
             "requests still running after %.0f s; exiting anyway", args.shutdown_grace_seconds
         )
     host.close()
+    if service is not None:
+        if loading is not None:
+            await loading
+        service.close()
     log.info("stopped")
     return failure or (1 if gave_up else 0)
 
@@ -567,11 +595,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not _devices_allow_start(devices, targets):
         return 1
     if args.workers > 1 and group is None:
-        if generative is not None:  # generative engines are not split from front ends yet
-            return supervise(argv, args.workers, args.shutdown_grace_seconds)
         return asyncio.run(
             serve_engines(
-                args, argv, configs, core, devices, families=families, heap_trim=heap_trim, cpu=cpu
+                args,
+                argv,
+                configs,
+                core,
+                devices,
+                families=families,
+                heap_trim=heap_trim,
+                cpu=cpu,
+                generative=generative,
             )
         )
     return asyncio.run(

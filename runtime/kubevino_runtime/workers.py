@@ -14,8 +14,8 @@ whole instead of serving at part strength; a front end whose engine process is g
 Metrics live in a directory they share (prometheus_client's multiprocess mode, so /metrics on
 any front end counts every process).
 
-A generative model (``--task``) is not served by engines yet: there ``--workers N`` still runs N
-complete servers under a supervisor (``supervise``), each with its own pipeline.
+A generative model (``--task``) is served the same way: its one GenAI pipeline lives in the
+engine process, and the front ends forward OpenAI's calls to it (``generative.remote``).
 """
 
 from __future__ import annotations
@@ -24,17 +24,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Protocol
 
 log = logging.getLogger("kubevino.workers")
@@ -51,7 +45,6 @@ GROUP_SIZE_ENV = "KUBEVINO_WORKER_GROUP_SIZE"
 WORKER_INDEX_ENV = "KUBEVINO_WORKER_INDEX"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _READY_PREFIX = "ready-"
-_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -242,80 +235,6 @@ class FrontEnds:
 def _read_to_end(fd: int) -> bytes:
     with os.fdopen(fd, "rb") as pipe:
         return pipe.read()
-
-
-def supervise(argv: Sequence[str], workers: int, grace_seconds: float) -> int:
-    """Run ``workers`` copies of the server with ``argv``; return the exit status for the
-    container (0 after a clean SIGTERM, else the first failing worker's status)."""
-    group_dir = Path(tempfile.mkdtemp(prefix="kubevino-workers-"))
-    metrics_dir = group_dir / "metrics"
-    metrics_dir.mkdir()
-    base_env = {
-        **os.environ,
-        GROUP_DIR_ENV: str(group_dir),
-        GROUP_SIZE_ENV: str(workers),
-        METRICS_DIR_ENV: str(metrics_dir),
-    }
-    stopping: list[int] = []
-
-    def forward(signum: int, _: FrameType | None) -> None:
-        # Only noted here: _wait passes it on, also to a worker started after it arrived.
-        stopping.append(signum)
-
-    children: list[subprocess.Popen[bytes]] = []
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        for index in range(workers):
-            env = {**base_env, WORKER_INDEX_ENV: str(index)}
-            children.append(
-                subprocess.Popen([sys.executable, "-m", "kubevino_runtime", *argv], env=env)
-            )
-        pids = ", ".join(str(child.pid) for child in children)
-        log.info("supervising %d workers: pids %s", workers, pids)
-        return _wait(children, stopping, grace_seconds, metrics_dir)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-        shutil.rmtree(group_dir, ignore_errors=True)
-
-
-def _wait(
-    children: list[subprocess.Popen[bytes]],
-    stopping: list[int],
-    grace_seconds: float,
-    metrics_dir: Path,
-) -> int:
-    failure: int | None = None
-    running = list(children)
-    deadline: float | None = None
-    while running:
-        if stopping and deadline is None:
-            for child in running:
-                child.send_signal(stopping[0])
-            deadline = time.monotonic() + grace_seconds + 5
-        time.sleep(_POLL_SECONDS)
-        for child in [c for c in running if c.poll() is not None]:
-            running.remove(child)
-            _forget_metrics_of(child.pid, metrics_dir)
-            if not stopping:
-                failure = exit_status(child.returncode)
-                log.error(
-                    "worker %d ended with status %d while serving: stopping the others",
-                    child.pid,
-                    child.returncode,
-                )
-                stopping.append(signal.SIGTERM)
-            elif child.returncode and failure is None:
-                failure = exit_status(child.returncode)
-        if deadline is not None and time.monotonic() > deadline:
-            for child in running:
-                log.error("worker %d did not stop within the grace period: killing it", child.pid)
-                child.kill()
-    return failure or 0
 
 
 def exit_status(returncode: int) -> int:

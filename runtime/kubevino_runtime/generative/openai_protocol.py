@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from kubevino_runtime.errors import ErrorKind, ServingError
 from kubevino_runtime.jsonbody import parse_json_body
 
+# Documents one rerank request may hold (Model Server's --max_allowed_chunks default).
+MAX_RERANK_DOCUMENTS = 10_000
 ERROR_TYPES = {
     ErrorKind.NOT_FOUND: "invalid_request_error",
     ErrorKind.INVALID: "invalid_request_error",
@@ -47,6 +49,23 @@ def error_body(error: ServingError) -> dict[str, Any]:
             or ("model_not_found" if error.kind is ErrorKind.NOT_FOUND else None),
         }
     }
+
+
+def error_fields(error: ServingError) -> dict[str, Any]:
+    """What rebuilds ``error`` in another process (``error_from_fields``)."""
+    return {
+        "kind": error.kind.value,
+        "message": error.message,
+        "param": getattr(error, "param", None),
+        "code": getattr(error, "code", None),
+    }
+
+
+def error_from_fields(fields: dict[str, Any]) -> ServingError:
+    kind = ErrorKind(fields["kind"])
+    if kind is ErrorKind.INVALID:
+        return RequestError(fields["message"], fields.get("param"), fields.get("code"))
+    return ServingError(kind, fields["message"])
 
 
 def parse_json(body: bytes) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import openvino_genai as genai
 from kubevino_runtime.cpulimits import user_chose_cpu_threads
 from kubevino_runtime.generative.encoders import Embedder, Reranker
 from kubevino_runtime.generative.layout import is_gguf
+from kubevino_runtime.generative.openai_protocol import MAX_RERANK_DOCUMENTS
 from kubevino_runtime.generative.settings import (
     EmbeddingSettings,
     GenerativeSettings,
@@ -33,8 +34,6 @@ from kubevino_runtime.generative.text_generation import (
 
 log = logging.getLogger("kubevino.generative")
 
-# Documents one rerank request may hold (Model Server's --max_allowed_chunks default).
-MAX_RERANK_DOCUMENTS: Final = 10_000
 _POOLING: Final = {
     "CLS": genai.TextEmbeddingPipeline.PoolingType.CLS,
     "MEAN": genai.TextEmbeddingPipeline.PoolingType.MEAN,

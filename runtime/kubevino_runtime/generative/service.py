@@ -8,8 +8,9 @@ import logging
 import time
 from typing import Any, TypeVar
 
-from kubevino_runtime.errors import ErrorKind, ServingError, not_found
+from kubevino_runtime.errors import ErrorKind, ServingError
 from kubevino_runtime.generative.encoders import Embedder, Reranker
+from kubevino_runtime.generative.facts import Endpoint, ModelFacts
 from kubevino_runtime.generative.layout import is_gguf
 from kubevino_runtime.generative.pipelines import (
     Loaded,
@@ -97,32 +98,30 @@ class GenerativeService:
             return [f"model {self.name} is loading"]
         return ["shutting down"] if self.shutting_down else []
 
-    def check_model(self, name: str) -> None:
-        if name != self.name:
-            raise not_found(f"The model `{name}` does not exist; this server serves `{self.name}`")
-        if self.shutting_down:
-            raise ServingError(ErrorKind.UNAVAILABLE, "the server is shutting down")
-        if self.loaded is None:
-            raise ServingError(
-                ErrorKind.UNAVAILABLE, self.failure or f"model {self.name} is still loading"
-            )
+    def facts(self) -> ModelFacts:
+        return ModelFacts(
+            name=self.name,
+            task=self.settings.task,
+            created=self.created,
+            context_length=self.context_length,
+            loaded=self.loaded is not None,
+            failure=self.failure,
+            shutting_down=self.shutting_down,
+        )
 
     def text_generator(self, name: str) -> TextGenerator:
-        return self._expect(name, TextGenerator, "chat/completions and completions")
+        return self._expect(name, TextGenerator, Endpoint.COMPLETIONS)
 
     def embedder(self, name: str) -> Embedder:
-        return self._expect(name, Embedder, "embeddings")
+        return self._expect(name, Embedder, Endpoint.EMBEDDINGS)
 
     def reranker(self, name: str) -> Reranker:
-        return self._expect(name, Reranker, "rerank")
+        return self._expect(name, Reranker, Endpoint.RERANK)
 
-    def _expect(self, name: str, kind: type[Served], endpoint: str) -> Served:
-        self.check_model(name)
-        if not isinstance(self.loaded, kind):
-            raise ServingError(
-                ErrorKind.INVALID,
-                f"model {self.name} serves --task {self.settings.task.value}, not {endpoint}",
-            )
+    def _expect(self, name: str, kind: type[Served], endpoint: Endpoint) -> Served:
+        self.facts().check_endpoint(name, endpoint)
+        if not isinstance(self.loaded, kind):  # the task's pipeline, as check_endpoint saw
+            raise ServingError(ErrorKind.INTERNAL, f"model {self.name} has no {kind.__name__}")
         return self.loaded
 
     # --- accounting --------------------------------------------------------------------------

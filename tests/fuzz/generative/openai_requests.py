@@ -12,7 +12,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from kubevino_runtime.generative.routes import MIN_SAMPLING_TEMPERATURE
+from kubevino_runtime.generative.answers import MIN_SAMPLING_TEMPERATURE
 from tests.fuzz.generative.served import MODEL_NAMES, sse_events
 from tests.fuzz.properties import (
     HttpWellFormed,

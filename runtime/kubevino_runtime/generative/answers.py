@@ -1,18 +1,22 @@
-"""Model Server's OpenAI-compatible REST endpoints, under /v3/, /v3/v1/ and /v1/."""
+"""The OpenAI calls answered by GenAI in this process: prompts through the chat template and
+the tokenizer, generation on the model's engine, tokens back into text, responses and stream
+events as OpenAI's documents. The HTTP side (``openai_http``) has checked each request already;
+this runs in the one server process, or in the engine process for the front ends of
+``--workers N`` (``engine_calls``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import openvino_genai as genai
-from aiohttp import web
 
 from kubevino_runtime.errors import ServingError
 from kubevino_runtime.generative import openai_protocol as api
 from kubevino_runtime.generative.encoders import NothingToReadError
+from kubevino_runtime.generative.facts import Endpoint
 from kubevino_runtime.generative.openai_protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -20,63 +24,16 @@ from kubevino_runtime.generative.openai_protocol import (
     RequestError,
     RerankRequest,
 )
-from kubevino_runtime.generative.pipelines import MAX_RERANK_DOCUMENTS, TextGenerator
+from kubevino_runtime.generative.pipelines import TextGenerator
 from kubevino_runtime.generative.service import GenerativeService
-from kubevino_runtime.generative.sse import event_stream, finish_stream, send_event
 from kubevino_runtime.generative.text_generation import Generation, Piece
-from kubevino_runtime.protocols.http_common import Handler, read_body, shown_path
 
 log = logging.getLogger("kubevino.generative")
-PREFIXES = ("/v3", "/v3/v1", "/v1")
-ENDPOINTS = ("models", "chat/completions", "completions", "embeddings", "rerank")
 # Sampling this cold is greedy decoding. GenAI keeps the temperature as a float32, where one
 # below about 1e-45 is 0 (which it refuses for sampling) and one a little larger divides the
 # logits into infinities.
 MIN_SAMPLING_TEMPERATURE = 1e-5
-
-
-def is_openai_path(path: str) -> bool:
-    """Whether ``path`` is OpenAI's: all of /v3 is; under /v1 only OpenAI's endpoints are (the
-    rest, /v1/models/NAME included, is TF-Serving's REST API)."""
-    if path == "/v3" or path.startswith("/v3/"):
-        return True
-    return any(path == f"/v1/{endpoint}" for endpoint in ENDPOINTS)
-
-
-@web.middleware
-async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own refusals on OpenAI's paths (a method the route does not take, no route
-    under /v3) in OpenAI's error object: OpenAI's clients read the message from there."""
-    if not is_openai_path(request.path):
-        return await handler(request)
-    try:
-        return await handler(request)
-    except web.HTTPMethodNotAllowed as error:
-        allowed = ", ".join(sorted(error.allowed_methods))
-        message = f"{request.method} is not allowed on {shown_path(request.path)}; use {allowed}"
-        return _framework_error(error, message, {"Allow": error.headers.get("Allow", allowed)})
-    except web.HTTPNotFound as error:
-        message = f"no OpenAI endpoint answers {request.method} {shown_path(request.path)}"
-        return _framework_error(error, message, {})
-
-
-def _framework_error(
-    error: web.HTTPException, message: str, headers: dict[str, str]
-) -> web.Response:
-    body = {
-        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}
-    }
-    return web.json_response(body, status=error.status, headers=headers)
-
-
-def _json_errors(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ServingError as error:
-            return web.json_response(api.error_body(error), status=error.http_status)
-
-    return wrapped
+Documents = AsyncGenerator[dict[str, Any], None]
 
 
 @dataclass
@@ -88,54 +45,29 @@ class _Choice:
     finish_reason: str | None = None
 
 
-class OpenAiRoutes:
-    def __init__(self, service: GenerativeService, max_body: int) -> None:
+class GenAiAnswers:
+    """``facts.Answers`` from the service's pipeline."""
+
+    def __init__(self, service: GenerativeService) -> None:
         self.service = service
-        self.max_body = max_body
 
-    def routes(self) -> list[web.RouteDef]:
-        table = []
-        for prefix in PREFIXES:
-            table += [
-                web.get(f"{prefix}/models", _json_errors(self.list_models)),
-                web.get(f"{prefix}/models/{{name:.+}}", _json_errors(self.retrieve_model)),
-                web.post(f"{prefix}/chat/completions", _json_errors(self.chat_completions)),
-                web.post(f"{prefix}/completions", _json_errors(self.completions)),
-                web.post(f"{prefix}/embeddings", _json_errors(self.embeddings)),
-                web.post(f"{prefix}/rerank", _json_errors(self.rerank)),
-            ]
-        return table
-
-    # --- models ------------------------------------------------------------------------------
-
-    def _model_object(self) -> dict[str, Any]:
-        model: dict[str, Any] = {
-            "id": self.service.name,
-            "object": "model",
-            "created": self.service.created,
-            "owned_by": "OVMS",  # what Model Server's clients see
-        }
-        if self.service.context_length is not None:
-            # vLLM's name for the context length: clients that know it (LangChain, LiteLLM,
-            # Open WebUI) size prompts by it; OpenAI's clients ignore fields they do not know.
-            model["max_model_len"] = self.service.context_length
-        return model
-
-    async def list_models(self, request: web.Request) -> web.Response:
-        models = [self._model_object()] if self.service.ready() else []
-        return web.json_response({"object": "list", "data": models})
-
-    async def retrieve_model(self, request: web.Request) -> web.Response:
-        self.service.check_model(request.match_info["name"])
-        return web.json_response(self._model_object())
+    def answer(
+        self, endpoint: Endpoint, document: dict[str, Any], client_gone: Callable[[], bool]
+    ) -> Documents:
+        if endpoint is Endpoint.CHAT:
+            return self._chat(api.parse_request(ChatCompletionRequest, document), client_gone)
+        if endpoint is Endpoint.COMPLETIONS:
+            completion = api.parse_request(CompletionRequest, document)
+            return self._completion(completion, client_gone)
+        if endpoint is Endpoint.EMBEDDINGS:
+            return self._embeddings(api.parse_request(EmbeddingRequest, document))
+        return self._rerank(api.parse_request(RerankRequest, document))
 
     # --- text generation ---------------------------------------------------------------------
 
-    async def _document(self, request: web.Request) -> dict[str, Any]:
-        return api.parse_json(await read_body(request, self.max_body))
-
-    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        chat = api.parse_request(ChatCompletionRequest, await self._document(request))
+    async def _chat(
+        self, chat: ChatCompletionRequest, client_gone: Callable[[], bool]
+    ) -> Documents:
         generator = self.service.text_generator(chat.model)
         history = [{"role": m.role, "content": m.text()} for m in chat.messages]
         try:
@@ -146,71 +78,80 @@ class OpenAiRoutes:
             ) from None
         # The template writes the special tokens the model expects itself.
         prompt_ids = _encode(generator, prompt, add_special_tokens=False)
-        return await self._generate(request, chat, generator, prompt_ids, chat=True)
+        async for document in self._generate(chat, generator, prompt_ids, True, client_gone):
+            yield document
 
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        completion = api.parse_request(CompletionRequest, await self._document(request))
+    async def _completion(
+        self, completion: CompletionRequest, client_gone: Callable[[], bool]
+    ) -> Documents:
         generator = self.service.text_generator(completion.model)
         prompt_ids = _encode(generator, completion.prompt, add_special_tokens=True)
-        return await self._generate(request, completion, generator, prompt_ids, chat=False)
+        async for document in self._generate(completion, generator, prompt_ids, False, client_gone):
+            yield document
 
     async def _generate(
         self,
-        request: web.Request,
         body: ChatCompletionRequest | CompletionRequest,
         generator: TextGenerator,
         prompt_ids: list[int],
-        *,
         chat: bool,
-    ) -> web.StreamResponse:
+        client_gone: Callable[[], bool],
+    ) -> Documents:
         config = generation_config(body, generator, len(prompt_ids))
         self.service.started()
         generation = generator.engine.submit(prompt_ids, config)
         try:
             if body.stream:
-                return await self._stream(request, body, generator, generation, prompt_ids, chat)
-            choices = await _collect(generation, body.n, client_gone=lambda: _gone(request))
+                async for event in self._events(body, generator, generation, prompt_ids, chat):
+                    yield event
+                return
+            choices = await _collect(generation, body.n, client_gone=client_gone)
             if choices is None:
-                # Nobody is left to read the answer; the generation is cancelled (finally).
-                # 499 (nginx's "client closed request") is for the record: it goes nowhere.
-                return web.Response(status=499)
+                return  # nobody is left to read the answer; the generation is cancelled below
+            yield self._response(body, generator, prompt_ids, chat, choices)
         finally:
             generation.cancel()  # a no-op once finished; frees the sequence when the client left
             self.service.count_generation(len(prompt_ids), generation.timing)
             self.service.ended()
+
+    def _response(
+        self,
+        body: ChatCompletionRequest | CompletionRequest,
+        generator: TextGenerator,
+        prompt_ids: list[int],
+        chat: bool,
+        choices: list[_Choice],
+    ) -> dict[str, Any]:
         completion_tokens = sum(len(choice.token_ids) for choice in choices)
-        identifier = api.new_id("chatcmpl" if chat else "cmpl")
         rendered = []
         for index, choice in enumerate(choices):
             text = generator.tokenizer.decode(choice.token_ids)
             entry: dict[str, Any] = {"index": index, "finish_reason": choice.finish_reason}
-            logprobs = _logprobs(body, generator, choice.token_ids, choice.log_probs, 0, chat)
-            entry["logprobs"] = logprobs
+            entry["logprobs"] = _logprobs(
+                body, generator, choice.token_ids, choice.log_probs, 0, chat
+            )
             if chat:
                 entry["message"] = {"role": "assistant", "content": text}
             else:
                 entry["text"] = text
             rendered.append(entry)
-        return web.json_response(
-            {
-                "id": identifier,
-                "object": "chat.completion" if chat else "text_completion",
-                "created": api.now(),
-                "model": self.service.name,
-                "choices": rendered,
-                "usage": api.usage(len(prompt_ids), completion_tokens),
-            }
-        )
+        return {
+            "id": api.new_id("chatcmpl" if chat else "cmpl"),
+            "object": "chat.completion" if chat else "text_completion",
+            "created": api.now(),
+            "model": self.service.name,
+            "choices": rendered,
+            "usage": api.usage(len(prompt_ids), completion_tokens),
+        }
 
-    async def _stream(
+    async def _events(
         self,
-        request: web.Request,
         body: ChatCompletionRequest | CompletionRequest,
         generator: TextGenerator,
         generation: Generation,
         prompt_ids: list[int],
         chat: bool,
-    ) -> web.StreamResponse:
+    ) -> Documents:
         identifier = api.new_id("chatcmpl" if chat else "cmpl")
         created = api.now()
         kind = "chat.completion.chunk" if chat else "text_completion"
@@ -225,34 +166,11 @@ class OpenAiRoutes:
                 **extra,
             }
 
-        response = event_stream()
-        try:
-            await response.prepare(request)
-            await self._send_events(response, chunk, body, generator, generation, prompt_ids, chat)
-        except ConnectionResetError:
-            # The client went away mid-answer (a chat window closed): no fault of anyone's.
-            # _generate cancels the generation; aiohttp finds the connection gone and closes it.
-            log.debug("a streaming client went away; its generation is cancelled")
-        return response
-
-    async def _send_events(
-        self,
-        response: web.StreamResponse,
-        chunk: Callable[..., dict[str, Any]],
-        body: ChatCompletionRequest | CompletionRequest,
-        generator: TextGenerator,
-        generation: Generation,
-        prompt_ids: list[int],
-        chat: bool,
-    ) -> None:
         texts = [_Detokenizer(generator.tokenizer) for _ in range(body.n)]
         offsets = [0] * body.n
         completion_tokens = 0
         if chat:
-            await send_event(
-                response,
-                chunk([_delta(i, {"role": "assistant", "content": ""}) for i in range(body.n)]),
-            )
+            yield chunk([_delta(i, {"role": "assistant", "content": ""}) for i in range(body.n)])
         try:
             async for pieces in generation.pieces():
                 for piece in pieces:
@@ -277,20 +195,16 @@ class OpenAiRoutes:
                         choice = {"index": piece.index, "text": text}
                     choice["finish_reason"] = piece.finish_reason
                     choice["logprobs"] = logprobs
-                    await send_event(response, chunk([choice]))
+                    yield chunk([choice])
         except ServingError as error:
             # The stream has begun: the error travels as an event, as OpenAI's do.
-            await send_event(response, api.error_body(error))
+            yield api.error_body(error)
         if body.include_usage:
-            await send_event(
-                response, chunk([], usage=api.usage(len(prompt_ids), completion_tokens))
-            )
-        await finish_stream(response)
+            yield chunk([], usage=api.usage(len(prompt_ids), completion_tokens))
 
     # --- encoders ----------------------------------------------------------------------------
 
-    async def embeddings(self, request: web.Request) -> web.Response:
-        body = api.parse_request(EmbeddingRequest, await self._document(request))
+    async def _embeddings(self, body: EmbeddingRequest) -> Documents:
         embedder = self.service.embedder(body.model)
         self.service.started()
         try:
@@ -300,22 +214,15 @@ class OpenAiRoutes:
             raise _nothing_to_read(where, "embed") from None
         finally:
             self.service.ended()
-        return web.json_response(
-            {
-                "object": "list",
-                "data": api.embedding_data(vectors, body.encoding_format),
-                "model": self.service.name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-        )
+        yield {
+            "object": "list",
+            "data": api.embedding_data(vectors, body.encoding_format),
+            "model": self.service.name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
-    async def rerank(self, request: web.Request) -> web.Response:
-        body = api.parse_request(RerankRequest, await self._document(request))
+    async def _rerank(self, body: RerankRequest) -> Documents:
         reranker = self.service.reranker(body.model)
-        if len(body.documents) > MAX_RERANK_DOCUMENTS:
-            raise RequestError(
-                f"documents: at most {MAX_RERANK_DOCUMENTS} documents per request", "documents"
-            )
         self.service.started()
         try:
             ranked, tokens = await reranker.rerank(body.query, body.documents)
@@ -330,9 +237,7 @@ class OpenAiRoutes:
             if body.return_documents:
                 result["document"] = {"text": body.documents[index]}
             results.append(result)
-        return web.json_response(
-            {"id": api.new_id("rerank"), "results": results, "usage": {"total_tokens": tokens}}
-        )
+        yield {"id": api.new_id("rerank"), "results": results, "usage": {"total_tokens": tokens}}
 
 
 def _nothing_to_read(where: str, verb: str) -> RequestError:
@@ -430,11 +335,6 @@ async def _collect(
             choice.log_probs += piece.log_probs
             choice.finish_reason = piece.finish_reason or choice.finish_reason
     return choices
-
-
-def _gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
 
 
 def _logprobs(
