@@ -357,10 +357,12 @@ def _slots_of(pid: int) -> int:
 def test_a_client_gone_while_its_request_is_in_the_engine_frees_its_slot(
     tmp_path: Path, model_dir: Path, image: Image, expected: npt.NDArray[Any]
 ) -> None:
-    batch = np.repeat(image, 32, axis=0)
+    # About 0.4 s of work per request on one thread (under gRPC's 64 MiB message bound): long
+    # enough that polling the metrics sees it running (at 32 images, ~0.2 s, a poll could miss it).
+    batch = np.repeat(image, 64, axis=0)
     args = [
         *("--model_path", str(model_dir), "--model_name", "gone", "--nireq", "1"),
-        *("--batch_size", "32", "--plugin_config", '{"INFERENCE_NUM_THREADS": 1}'),
+        *("--batch_size", "64", "--plugin_config", '{"INFERENCE_NUM_THREADS": 1}'),
         *("--metrics_enable", "--metrics_list", "ovms_infer_req_active,ovms_current_requests"),
     ]
     in_engine = 'ovms_infer_req_active{name="gone"'
@@ -379,7 +381,7 @@ def test_a_client_gone_while_its_request_is_in_the_engine_frees_its_slot(
         for _ in range(3):
             tensor = triton_grpc.InferInput("input", list(batch.shape), "FP32")
             tensor.set_data_from_numpy(batch)
-            call = client.async_infer("gone", [tensor], callback=lambda *_: None)
+            call = client.async_infer("gone", [tensor], callback=lambda *_, **__: None)
             gone_while_in_engine(call.cancel)
         # REST: the client's connection closes with the request unanswered.
         for _ in range(3):
@@ -396,7 +398,7 @@ def test_a_client_gone_while_its_request_is_in_the_engine_frees_its_slot(
         tensor = triton_grpc.InferInput("input", list(batch.shape), "FP32")
         tensor.set_data_from_numpy(batch)
         answer = client.infer("gone", [tensor]).as_numpy("probabilities")
-        np.testing.assert_allclose(answer, np.repeat(expected, 32, axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(answer, np.repeat(expected, 64, axis=0), rtol=1e-5, atol=1e-6)
         client.close()
         reply = _reply(_finishing(_raw_infer(server, "gone", batch)))
         assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
