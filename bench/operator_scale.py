@@ -18,13 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.harness.audit import OPERATOR_USER, operator_writes, requests_by, tally
+from tests.harness.controllers import controllers_paused
 from tests.harness.operator import OperatorProcess
 
 from kubevino_devcluster.controlplane import ControlPlane, control_plane, write_kubeconfig
@@ -110,22 +108,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-CONTROLLERS = ("kube-controller-manager", "kube-scheduler")
-
-
-@contextmanager
-def controllers_paused(plane: ControlPlane) -> Iterator[None]:
-    """The controllers that act on Deployments stopped (SIGSTOP; they run without leader
-    election, so nothing expires): a phase then costs only what it asks of the API server."""
-    for name in CONTROLLERS:
-        os.kill(plane.processes[name].pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for name in CONTROLLERS:
-            os.kill(plane.processes[name].pid, signal.SIGCONT)
 
 
 @dataclass
