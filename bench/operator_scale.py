@@ -124,6 +124,10 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+# 500 objects applied one after the other: minutes, not seconds, on a busy machine.
+APPLY_TIMEOUT = 900
+
+
 @dataclass
 class Phase:
     seconds: float
@@ -146,7 +150,7 @@ def operator_phase(
     cpu_before = cpu_by_process(plane, operator)
     with sampled(operator, profile):
         started, started_at = time.perf_counter(), time.time()
-        plane.kubectl("apply", "--server-side", "-f", str(models_file))
+        plane.kubectl("apply", "--server-side", "-f", str(models_file), timeout=APPLY_TIMEOUT)
         while True:
             deployments, current = count_current(plane, namespace)
             if deployments == count and current == count:
@@ -246,7 +250,7 @@ def floor_phase(plane: ControlPlane, operator: OperatorProcess, count: int) -> P
     floor_file.write_text(yaml.safe_dump_all(bundles))
     cpu_before = cpu_by_process(plane, operator)
     started = time.perf_counter()
-    plane.kubectl("apply", "--server-side", "-f", str(floor_file))
+    plane.kubectl("apply", "--server-side", "-f", str(floor_file), timeout=APPLY_TIMEOUT)
     seconds = time.perf_counter() - started
     cpu_after = cpu_by_process(plane, operator)
     spent = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
@@ -297,10 +301,12 @@ def main() -> int:
         operator.start()
         try:
             time.sleep(3)
+            say(f"models                                   {count}")
             with controllers_paused(plane):
                 floor = floor_phase(plane, operator, count)
                 plane.kubectl("create", "namespace", "scale-paused")
                 paused = operator_phase(plane, operator, "scale-paused", count, args.profile)
+            report_paused(floor, paused)
             # The controllers catch up with both (ReplicaSets, pods, scheduling) before the
             # next phase, so it does not pay for them.
             wait_settled(plane, "floor", count)
@@ -310,6 +316,11 @@ def main() -> int:
             running = operator_phase(plane, operator, "scale", count)
             assert operator.process is not None
             rss = peak_rss_mb(operator.process.pid)
+            say("controllers running (ReplicaSets, pods, scheduling on the same cores):")
+            say(f"  operator: Deployments + current statuses          {running.seconds:6.1f} s"
+                "     (goal <= 60 s)")  # fmt: skip
+            say(f"  CPU seconds: {cpu(running)}")
+            say(f"operator peak RSS, {2 * count} models       {rss:6.1f} MB  (goal <= 150 MB)")
             wait_settled(plane, "scale", count)
             wait_quiet(plane)
             with fake_nodes(plane, args.nodes):
@@ -321,8 +332,16 @@ def main() -> int:
                 wait_settled(plane, "scale-nodes", count)
                 placed_after = spread.seconds + time.perf_counter() - placed
                 placement = pods_per_node(plane, "scale-nodes")
+                say(f"{args.nodes} Ready nodes (no kubelets), the models' claim bound, "
+                    "controllers running:")  # fmt: skip
+                say(f"  operator: Deployments + current statuses          {spread.seconds:6.1f} s")
+                say(f"  every pod placed on a node                        {placed_after:6.1f} s")
+                spread_over = ", ".join(f"{n} {c}" for n, c in sorted(placement.items()))
+                say(f"  pods per node: {spread_over}")
+                say(f"  CPU seconds: {cpu(spread)}")
                 wait_quiet(plane)
-                rss_nodes = peak_rss_mb(operator.process.pid)
+                say(f"operator peak RSS, {3 * count} models       "
+                    f"{peak_rss_mb(operator.process.pid):6.1f} MB")  # fmt: skip
                 operator.stop()
                 restarted = time.time()
                 operator.start()
@@ -330,41 +349,36 @@ def main() -> int:
                 writes = operator_writes(plane.audit_log, restarted)
         finally:
             operator.stop()
-
-    def cpu(phase: Phase) -> str:
-        return ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(phase.cpu.items()))
-
-    print(f"models                                   {count}")
-    print("controllers paused (each side pays only for what it asks of the API server):")
-    print(f"  floor: kubectl apply --server-side of the bundles {floor.seconds:6.1f} s")
-    print(f"  operator: Deployments + current statuses          {paused.seconds:6.1f} s")
-    ratio = paused.seconds / floor.seconds
-    print(f"  ratio operator / floor                            {ratio:6.2f}     (goal <= 1.5)")
-    apiserver = paused.cpu["kube-apiserver"] / floor.cpu["kube-apiserver"]
-    print(f"  API server CPU seconds, operator / floor          {apiserver:6.2f}"
-          "     (what the operator asks of it; less sensitive to a busy machine)")  # fmt: skip
-    print(f"  CPU seconds, floor: {cpu(floor)}")
-    print(f"  CPU seconds, operator: {cpu(paused)}")
-    print("controllers running (ReplicaSets, pods, scheduling on the same cores):")
-    print(f"  operator: Deployments + current statuses          {running.seconds:6.1f} s"
-          "     (goal <= 60 s)")  # fmt: skip
-    print(f"  CPU seconds: {cpu(running)}")
-    print(f"{args.nodes} Ready nodes (no kubelets), the models' claim bound, controllers running:")
-    print(f"  operator: Deployments + current statuses          {spread.seconds:6.1f} s")
-    print(f"  every pod placed on a node                        {placed_after:6.1f} s")
-    print("  pods per node: " + ", ".join(f"{n} {c}" for n, c in sorted(placement.items())))
-    print(f"  CPU seconds: {cpu(spread)}")
-    print(f"operator peak RSS, {2 * count} models       {rss:6.1f} MB  (goal <= 150 MB)")
-    print(f"operator peak RSS, {3 * count} models       {rss_nodes:6.1f} MB")
-    print(f"writes on a no-op resync of {3 * count} models {len(writes):6d}     (goal 0)")
+    say(f"writes on a no-op resync of {3 * count} models {len(writes):6d}     (goal 0)")
     for write in writes[:5]:
-        print(f"  {write['verb']} {write['uri']}")
+        say(f"  {write['verb']} {write['uri']}")
     for name, phase in (("paused", paused), ("running", running), ("running, nodes", spread)):
         total = sum(phase.requests.values())
-        print(f"operator requests, controllers {name}: {total} ({total / count:.1f} per model)")
+        say(f"operator requests, controllers {name}: {total} ({total / count:.1f} per model)")
         for what, how_many in phase.requests.most_common():
-            print(f"  {how_many:6d}  {what}")
+            say(f"  {how_many:6d}  {what}")
     return 0
+
+
+def say(line: str) -> None:
+    print(line, flush=True)  # as each phase ends: a long run shows what it has so far
+
+
+def cpu(phase: Phase) -> str:
+    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(phase.cpu.items()))
+
+
+def report_paused(floor: Phase, paused: Phase) -> None:
+    say("controllers paused (each side pays only for what it asks of the API server):")
+    say(f"  floor: kubectl apply --server-side of the bundles {floor.seconds:6.1f} s")
+    say(f"  operator: Deployments + current statuses          {paused.seconds:6.1f} s")
+    ratio = paused.seconds / floor.seconds
+    say(f"  ratio operator / floor                            {ratio:6.2f}     (goal <= 1.5)")
+    apiserver = paused.cpu["kube-apiserver"] / floor.cpu["kube-apiserver"]
+    say(f"  API server CPU seconds, operator / floor          {apiserver:6.2f}"
+        "     (what the operator asks of it; less sensitive to a busy machine)")  # fmt: skip
+    say(f"  CPU seconds, floor: {cpu(floor)}")
+    say(f"  CPU seconds, operator: {cpu(paused)}")
 
 
 if __name__ == "__main__":
