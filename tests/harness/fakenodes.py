@@ -62,7 +62,8 @@ def fake_nodes(plane: ControlPlane, count: int, prefix: str = "fake-node-") -> I
     """``count`` Ready nodes for as long as the block runs; their names."""
     names = [f"{prefix}{index}" for index in range(count)]
     plane.kubectl("create", "-f", "-", stdin=yaml.safe_dump_all(map(node_manifest, names)))
-    # The status a create carries is dropped: a kubelet reports it through the subresource too.
+    # Written through the status subresource too, as a kubelet does: the API server need not
+    # keep the status a create carries.
     for name in names:
         plane.kubectl(
             "patch", "node", name, "--subresource=status", "--type=merge",
