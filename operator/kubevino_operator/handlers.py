@@ -3,6 +3,8 @@
 * An InferenceModel created, changed, or found at start-up is rendered and its objects are
   server-side applied with one field manager and an owner reference (deletion cascades through
   the garbage collector; no finalizer is needed because nothing lives outside Kubernetes).
+  Which of the three it is comes from the model's generation and status (``handled``), not
+  from kopf's bookkeeping annotations: the operator writes nothing to a model but its status.
 * ``spec.replicas`` of the Deployment is never applied: the operator pushes
   ``spec.serving.replicas`` through the Deployment's scale subresource when that value changes, so
   an HPA or a person scaling the Deployment keeps their count until the InferenceModel's changes.
@@ -19,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -33,6 +35,7 @@ from kubevino_operator.cli import describe_validation_error
 from kubevino_operator.coalesce import Coalescer
 from kubevino_operator.discovery import DISCOVERED_LABEL, DraFacts, Inventory
 from kubevino_operator.drift import already_applied
+from kubevino_operator.handled import Handled, handled_version, reconcile_for
 from kubevino_operator.kube import Kube, KubeError, load_api_client, timestamp
 from kubevino_operator.modelsource import is_fetched
 from kubevino_operator.podhealth import (
@@ -73,6 +76,9 @@ class Context:
     dra_wanted = False  # a model asked for ResourceClaim mode: DRA facts are read from now on
     # Per model: the inventory fingerprint it was last rendered and applied with.
     rendered_with: dict[tuple[str, str], Any] = {}
+    # Per model: the version this process last reconciled, and those whose reconcile failed.
+    handled: dict[tuple[str, str], Handled] = {}
+    unreconciled: set[tuple[str, str]] = set()
     # Per model: when its status was last recomputed (time.monotonic()).
     refreshed_at: dict[tuple[str, str], float] = {}
     owners = OwnerCopies()
@@ -85,6 +91,21 @@ class Context:
         if cls.kube is None:
             cls.kube = Kube(load_api_client())
         return cls.kube
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Keeps no diff base: the operator has no handler that compares with one."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
 
 
 # A pod stuck where only Events say why (a volume, a claim the kubelet cannot prepare) is
@@ -140,10 +161,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     Context.settings = load_settings()
     # Events for what users must act on only; kopf's own per-handler chatter would be writes.
     settings.posting.level = logging.WARNING
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=api.GROUP, key="last-handled-configuration"
-    )
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+    # No create/update/resume handlers (see ``handled``): nothing reads a diff base, and kopf
+    # would deep-copy every watched object, pods included, to build one.
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
@@ -488,20 +508,48 @@ async def _reconcile(body: kopf.Body, *, compare_first: bool, prune: bool) -> No
     await refresh_status(namespace, name, applied, deployment, deployment_from_watch=False)
 
 
-@kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
-async def created(body: kopf.Body, **_: Any) -> None:
-    await _reconcile(body, compare_first=False, prune=False)
+def _newer_body(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
+    """Of two copies of a model waiting for one reconcile, the one of the later spec (a copy
+    read by the recheck loop and one from the watch cannot be ordered otherwise)."""
+    return older if handled_version(older).generation > handled_version(newer).generation else newer
 
 
-@kopf.on.update(api.GROUP, api.VERSION, api.PLURAL)
-async def updated(body: kopf.Body, **_: Any) -> None:
-    await _reconcile(body, compare_first=False, prune=True)
+async def _reconcile_if_due(model: tuple[str, str], body: dict[str, Any]) -> None:
+    plan = reconcile_for(body, Context.handled.get(model))
+    if plan is None:
+        Context.unreconciled.discard(model)
+        return
+    try:
+        await _reconcile(cast(kopf.Body, body), compare_first=plan.compare_first, prune=plan.prune)
+    except Exception:
+        Context.unreconciled.add(model)
+        raise
+    Context.handled[model] = handled_version(body)
+    Context.unreconciled.discard(model)
 
 
-@kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL)
-async def resumed(body: kopf.Body, **_: Any) -> None:
-    """At start-up: repair drift, write nothing when nothing drifted."""
-    await _reconcile(body, compare_first=True, prune=True)
+# One reconcile at a time per model; copies of it that arrive meanwhile fold into the next.
+_reconciles: Coalescer[tuple[str, str], dict[str, Any]] = Coalescer(_reconcile_if_due, _newer_body)
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+async def model_event(body: kopf.Body, event: kopf.RawEvent, **_: Any) -> None:
+    """Every watch event of a model, the start-up listing's included: reconcile when
+    ``handled`` says this process has not reconciled the model's current spec. An event handler,
+    not kopf's create/update/resume handlers, so kopf keeps no bookkeeping on the model."""
+    model = (body["metadata"]["namespace"], body["metadata"]["name"])
+    if event["type"] == "DELETED":
+        Context.handled.pop(model, None)
+        Context.unreconciled.discard(model)
+        return
+    if reconcile_for(body, Context.handled.get(model)) is None:
+        return  # the echo of a status write, most often: nothing to wait in line for
+    try:
+        await _reconciles.run(model, dict(body))
+    except Exception as error:  # retried by the recheck loop, and by the model's next event
+        log.warning(
+            "reconcile of %s/%s failed, retried within %d s: %s", *model, RECHECK_SECONDS, error
+        )
 
 
 RECHECKS_AT_ONCE = 8
@@ -517,9 +565,10 @@ async def recheck() -> None:
     inventory = await _inventory()
     fingerprint = inventory.fingerprint() if inventory is not None else None
     models = {key: seen.ready for key, seen in Watched.all_models().items()}
-    for memory in (Context.rendered_with, Context.refreshed_at):
+    for memory in (Context.rendered_with, Context.refreshed_at, Context.handled):
         for gone in set(memory) - set(models):
             del memory[gone]
+    Context.unreconciled &= set(models)
     for gone in Context.owners.keys() - set(models):
         Context.owners.forget(gone)
     for gone in Context.pipelines.keys() - set(models):
@@ -531,7 +580,11 @@ async def recheck() -> None:
 
     async def one(key: tuple[str, str], ready: str) -> None:
         async with turns:
-            if inventory is not None and Context.rendered_with.get(key) != fingerprint:
+            if key in Context.unreconciled:
+                body = await Context.client().get(api.API_VERSION, api.KIND, *key)
+                if body is not None:
+                    await _reconciles.run(key, body)
+            elif inventory is not None and Context.rendered_with.get(key) != fingerprint:
                 body = await Context.client().get(api.API_VERSION, api.KIND, *key)
                 if body is not None:
                     await _reconcile(cast(kopf.Body, body), compare_first=True, prune=False)

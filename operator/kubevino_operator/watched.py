@@ -46,8 +46,10 @@ def model_entry(body: kopf.Body | dict[str, Any]) -> dict[ModelKey, ModelSeen]:
     return {(meta["namespace"], meta["name"]): seen}
 
 
+# The index handlers are coroutines, though they never wait: kopf runs a plain function in a
+# thread of its executor, a hop there and back for every event of every model and pod.
 @kopf.index(api.GROUP, api.VERSION, api.PLURAL)
-def known_models(body: kopf.Body, **_: Any) -> dict[ModelKey, ModelSeen]:
+async def known_models(body: kopf.Body, **_: Any) -> dict[ModelKey, ModelSeen]:
     return model_entry(body)
 
 
@@ -74,7 +76,7 @@ def pod_entry(body: kopf.Body | dict[str, Any]) -> dict[ModelKey, dict[str, Any]
 
 
 @kopf.index("", "v1", "pods", labels=MANAGED)
-def model_pods(body: kopf.Body, **_: Any) -> dict[ModelKey, dict[str, Any]]:
+async def model_pods(body: kopf.Body, **_: Any) -> dict[ModelKey, dict[str, Any]]:
     return pod_entry(body)
 
 

@@ -51,6 +51,36 @@ def test_a_restart_with_nothing_changed_makes_zero_writes(
     assert writes == [], writes
 
 
+def test_a_restart_repairs_what_drifted_meanwhile_and_writes_only_that(
+    cluster: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(model_manifest("drifted", namespace)))
+    wait_until(settled_check(cluster, namespace, "drifted"), 90, "settled")
+    time.sleep(3)
+    operator.stop()
+    cluster.kubectl("delete", "service", "drifted", "-n", namespace)
+    cluster.kubectl(
+        "patch", "configmap", "drifted-config", "-n", namespace, "--type=merge",
+        "-p", json.dumps({"data": {"config.json": "{}"}}),
+    )  # fmt: skip
+    restarted = time.time()
+    operator.start()
+    wait_until(lambda: get(cluster, "service", "drifted", namespace), 60, "the Service back")
+    wait_until(
+        lambda: (
+            (get(cluster, "configmap", "drifted-config", namespace) or {})
+            .get("data", {})
+            .get("config.json", "{}")
+            != "{}"
+        ),
+        60,
+        "the config back",
+    )
+    time.sleep(3)
+    writes = [w for w in operator_writes(cluster.audit_log, restarted) if namespace in w["uri"]]
+    assert sorted(w["resource"] for w in writes) == ["configmaps", "services"], writes
+
+
 def test_a_killed_operator_converges_without_duplicates(
     cluster: ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:
