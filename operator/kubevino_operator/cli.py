@@ -203,8 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["dev-cluster"]:
-        from kubevino_devcluster.command import main as dev_cluster
-
+        try:
+            from kubevino_devcluster.command import main as dev_cluster
+        except ImportError:
+            print(
+                "error: kubevino dev-cluster runs from a kubevino checkout "
+                "(pip install -e . there); this installation has no kubevino_devcluster",
+                file=sys.stderr,
+            )
+            return 2
         return dev_cluster(arguments[1:], sys.stdout, sys.stderr)
     args = build_parser().parse_args(arguments)
     code: int = args.handler(args, sys.stdout, sys.stderr)
