@@ -293,6 +293,9 @@ class Node:
             "kind": "KubeletConfiguration",
             "cgroupDriver": "cgroupfs",
             "failSwapOn": False,
+            # These machines mount cgroup v1; from v1.35 the kubelet refuses to start there
+            # unless told not to (the field exists, default false, in v1.34).
+            "failCgroupV1": False,
             "containerRuntimeEndpoint": f"unix://{self.socket}",
             "resolvConf": str(resolv),
             "authentication": {

@@ -45,8 +45,12 @@ _CLASS_MISSING = re.compile(
 )
 _CANNOT_ALLOCATE = "cannot allocate all claims"
 # A selector that fails on a published device (it names an attribute or capacity the device
-# does not have): the scheduler stops with an error rather than skipping the device.
-_SELECTOR_ERROR = re.compile(r"selector #\d+: CEL runtime error: (?P<error>[^.]*)")
+# does not have): the scheduler stops with an error rather than skipping the device. From
+# v1.35 the scheduler names the device too ("selector #0 on device driver/pool/name: ...")
+# and appends a hint after the error ("... no such key: family. consider using ...").
+_SELECTOR_ERROR = re.compile(
+    r"selector #\d+(?: on device [^:]+)?: CEL runtime error: (?P<error>[^.]*)"
+)
 # The kubelet: no plugin registered under the driver's name, or its socket does not answer.
 _DRIVER_GONE = re.compile(
     r"DRA driver (?P<driver>[\w.-]+) is not registered"

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kubevino_devcluster.controlplane import REPO, ControlPlane, kube_binaries
+from kubevino_devcluster.controlplane import REPO, ControlPlane, kube_binaries, pinned_version
 from kubevino_operator.podsecurity import pod_security_level
 from kubevino_operator.rbac import agent_rules, cluster_role
 from kubevino_operator.settings import Settings
@@ -21,8 +21,9 @@ from tests.cluster.conftest import get, model_manifest, wait_until
 
 pytestmark = pytest.mark.cluster
 CHART = REPO / "charts" / "kubevino"
-# helm built with `go install` assumes Kubernetes v1.20 when no cluster is asked.
-KUBE_VERSION = ["--kube-version", "1.34.4"]
+# helm built with `go install` assumes Kubernetes v1.20 when no cluster is asked: render for
+# the version this tier runs on (checked against the chart's kubeVersion).
+KUBE_VERSION = ["--kube-version", pinned_version("KUBE_VERSION").removeprefix("v")]
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,13 @@ SELECTOR_ERROR = (
     'running "DynamicResources" filter plugin: claim dra-restricted/arc-7d9c-x2x-devices-ab: '
     "selector #0: CEL runtime error: no such key: family"
 )
+# The same failure as v1.37's scheduler words it: the device named, a hint appended.
+SELECTOR_ERROR_V137 = (
+    'running "DynamicResources" filter plugin: claim dra-restricted/arc-7d9c-x2x-devices-ab: '
+    "selector #0 on device gpu.kubevino.test/kv-node/renderd128: CEL runtime error: no such "
+    "key: family. consider using CEL optional chaining (.? followed by orValue()) or guarding "
+    "the check with has() for optional fields"
+)
 NOT_REGISTERED = (
     "Failed to prepare dynamic resources: prepare dynamic resources: DRA driver "
     f"{DRIVER} is not registered"
@@ -314,6 +321,11 @@ def test_a_selector_that_fails_on_a_published_device_is_device_selector_failed()
     state = _device_access(_rendered(selective), problem)
     assert (state.status, state.reason) == ("False", "DeviceSelectorFailed")
     assert "fails on a published device (no such key: family)" in state.message
+    newer = diagnose([_unscheduled(SELECTOR_ERROR_V137, reason="SchedulerError")])
+    assert newer is not None and newer.reason == "DeviceSelectorFailed"
+    assert "fails on a published device (no such key: family)" in (
+        _device_access(_rendered(selective), newer).message
+    )
     other = diagnose([_unscheduled("binding rejected: etcd timeout", reason="SchedulerError")])
     assert other is None  # a scheduler error of another kind is not the claim's
 
