@@ -89,9 +89,11 @@ def dra_driver(operator_installed: Cluster) -> Iterator[RunningDriver]:
     os.chown(fake, 0, HOST_RENDER_GID)
     fake.chmod(0o660)
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.e2e.dradriver", DRIVER, e2e.node.name,
-         str(e2e.node.kubelet_root), str(e2e.node.cdi_directory),
-         f"{DEVICE}=/dev/dri/renderD128={fake}"],
+        e2e.node.inside(
+            sys.executable, "-m", "tests.e2e.dradriver", DRIVER, e2e.node.name,
+            str(e2e.node.kubelet_root), str(e2e.node.cdi_directory),
+            f"{DEVICE}=/dev/dri/renderD128={fake}", cwd=REPO,
+        ),
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     driver = RunningDriver(process)
