@@ -158,6 +158,10 @@ def rollout_states(
         if rolled_out or (desired == 0 and observed)
         else ConditionState("True", "RollingOut", f"{updated}/{desired} pods updated")
     )
+    if disrupted:
+        progressing = ConditionState(
+            "True", "RollingOut", f"{available}/{desired} pods available; replacing the rest"
+        )
     if stuck:
         progressing = ConditionState("False", "ProgressDeadlineExceeded", degraded.message)
     return {READY: ready, PROGRESSING: progressing, DEGRADED: degraded}

@@ -92,7 +92,11 @@ def test_a_pod_the_disruption_budget_lets_go_keeps_a_serving_model_ready() -> No
         T0,
     )
     assert ready["message"].startswith("1/2 pods serve the model while the rest are replaced")
-    assert _conditions(drained)["Progressing"] == ("True", "RollingOut")
+    progressing = next(c for c in drained["conditions"] if c["type"] == "Progressing")
+    assert (progressing["status"], progressing["message"]) == (
+        "True",
+        "1/2 pods available; replacing the rest",
+    )
     assert _conditions(drained)["ModelLoaded"][0] == "True"
 
     three = build_status(
