@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,11 @@ def delete_all_pods(plane: ControlPlane, nodes: Sequence[Node], timeout: float =
         time.sleep(1)
 
 
+def _import_images(node: Node, archives: dict[str, Path]) -> None:
+    for archive in archives.values():
+        node.import_image(archive)
+
+
 def _validate(nodes: Sequence[NodeSpec]) -> None:
     names = [spec.name for spec in nodes]
     if not names:
@@ -149,7 +155,8 @@ def dev_cluster(
                     "label", "node", spec.name, "--overwrite",
                     *(f"{key}={value}" for key, value in spec.labels),
                 )  # fmt: skip
-        for node in started:
-            for archive in archives.values():
-                node.import_image(archive)
+        # Side by side: unpacking one node's images waits on the disk more than on a core.
+        with ThreadPoolExecutor(max_workers=len(started)) as importing:
+            for _ in importing.map(lambda node: _import_images(node, archives), started):
+                pass
         yield DevCluster(plane, started, networks[0].namespace, built, directory, list(nodes))

@@ -1,9 +1,13 @@
 """Network namespaces made by the cluster, and a way to step the calling thread into one.
 
 Each node lives in a namespace of its own. The first node's namespace also holds the control
-plane and the calling thread (the "hub"); every other node's namespace is joined to it by a
-veth pair whose hub end sits on a bridge there. Nothing here has a route out of the machine:
-the only links are loopback, those veth pairs and the bridge, all inside namespaces we made.
+plane and the calling thread (the "hub"). With more than one node, every node's address sits on
+a veth pair whose other end is a port of one bridge in a namespace of its own (the "switch"):
+bridged there rather than in the hub, where br_netfilter would show the hub's conntrack each
+packet a second time on its way across the bridge, after kube-proxy rewrote it (a Service's
+connections from the hub to pods on other nodes were dropped as conntrack clashes). Nothing here
+has a route out of the machine: the only links are loopback, those veth pairs and the bridge,
+all inside namespaces we made.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 NODE_LINK = "kvnode0"  # the node's address lives here, in every node's namespace
-HUB_PEER = "kvnode1"  # the first node's veth peer; a bridge port once there are more nodes
-HUB_BRIDGE = "kvlan0"  # in the hub: the segment every node's address is on
+HUB_PEER = "kvnode1"  # the first node's veth peer; a port of the switch with more nodes
+SWITCH_BRIDGE = "kvlan0"  # in the switch namespace: the segment every node's address is on
 NODE_SUBNET_PREFIX = "10.77.0"
 # Every node's pods get a /24 of this range (kubelet's 110 pods per node fit many times over).
 CLUSTER_POD_RANGE = "10.88.0.0/16"
@@ -120,13 +125,26 @@ def network_namespace(prefix: str = "kv-e2e") -> Iterator[NetworkNamespace]:
         yield namespace
 
 
-def _join(hub: NetworkNamespace, node: NetworkNamespace, index: int) -> None:
-    """A node's namespace on the hub's bridge: its address on a veth whose peer is a port."""
+def _switch(switch: NetworkNamespace, hub: NetworkNamespace) -> None:
+    """The bridge, with the hub's veth peer moved over as its first port."""
+    _ip("-n", switch.name, "link", "set", "lo", "up")
+    _ip("-n", switch.name, "link", "add", SWITCH_BRIDGE, "type", "bridge")
+    _ip("-n", hub.name, "link", "set", HUB_PEER, "netns", switch.name)
+    _ip("-n", switch.name, "link", "set", HUB_PEER, "master", SWITCH_BRIDGE)
+    _ip("-n", switch.name, "link", "set", HUB_PEER, "up")
+    _ip("-n", switch.name, "link", "set", SWITCH_BRIDGE, "up")
+    if Path("/proc/sys/net/bridge").is_dir():
+        # A plain switch: frames crossing it never go through iptables or conntrack.
+        _sysctl(switch, "net.bridge.bridge-nf-call-iptables=0")
+
+
+def _join(switch: NetworkNamespace, node: NetworkNamespace, index: int) -> None:
+    """A node's namespace on the switch: its address on a veth whose peer is a port."""
     port = f"kvlan{index}"
-    _ip("-n", hub.name, "link", "add", port, "type", "veth", "peer", "name", NODE_LINK,
+    _ip("-n", switch.name, "link", "add", port, "type", "veth", "peer", "name", NODE_LINK,
         "netns", node.name)  # fmt: skip
-    _ip("-n", hub.name, "link", "set", port, "master", HUB_BRIDGE)
-    _ip("-n", hub.name, "link", "set", port, "up")
+    _ip("-n", switch.name, "link", "set", port, "master", SWITCH_BRIDGE)
+    _ip("-n", switch.name, "link", "set", port, "up")
     inside = ("-n", node.name)
     _ip(*inside, "link", "set", "lo", "up")
     _ip(*inside, "addr", "add", f"{node.node_ip}/24", "dev", NODE_LINK)
@@ -141,14 +159,14 @@ def cluster_network(count: int, prefix: str = "kv-e2e") -> Iterator[list[NodeNet
     with ExitStack() as made:
         hub = made.enter_context(network_namespace(prefix))
         namespaces = [hub]
+        switch = NetworkNamespace(f"{hub.name}-lan", "")
         if count > 1:
-            _ip("-n", hub.name, "link", "add", HUB_BRIDGE, "type", "bridge")
-            _ip("-n", hub.name, "link", "set", HUB_PEER, "master", HUB_BRIDGE)
-            _ip("-n", hub.name, "link", "set", HUB_BRIDGE, "up")
+            made.enter_context(_added(switch.name))
+            _switch(switch, hub)
         for index in range(1, count):
             node = NetworkNamespace(f"{hub.name}-{index}", node_address(index))
             made.enter_context(_added(node.name))
-            _join(hub, node, index)
+            _join(switch, node, index)
             namespaces.append(node)
         networks = [NodeNetwork(ns, pod_range(index)) for index, ns in enumerate(namespaces)]
         for network in networks:
