@@ -377,6 +377,10 @@ class ControlPlane:
     def _stop(self, name: str) -> None:
         stop_process(self.processes.pop(name, None))
 
+    def stop_controllers(self) -> None:
+        """Nothing recreates deleted pods any more (a cluster being torn down)."""
+        self._stop("kube-controller-manager")
+
     def stop(self) -> None:
         for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             self._stop(name)

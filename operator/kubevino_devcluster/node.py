@@ -1,9 +1,10 @@
-"""A real node for the test control plane: containerd + runc + CNI bridge + kubelet +
-kube-proxy, all inside the test's network namespace, with their own directories.
+"""A real node for the control plane: containerd + runc + CNI bridge + kubelet + kube-proxy,
+in the node's own network namespace and mount namespace, with their own directories, pod
+range and cgroup root. Several run side by side on one host.
 
-Teardown leaves nothing: pods deleted and their tasks gone, processes stopped by pid,
-leftover shims of this containerd stopped, mounts under the node's directory unmounted,
-the kubelet's cgroups removed.
+Teardown leaves nothing: leftover tasks killed, processes stopped by pid, leftover shims of
+this containerd stopped, what the node mounted unmounted inside its mount namespace (which then
+goes), its pods' network namespaces deleted, its cgroup root removed.
 """
 
 from __future__ import annotations
@@ -19,16 +20,28 @@ import subprocess
 import tarfile
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubevino_devcluster.cgroups import cgroup_root
 from kubevino_devcluster.controlplane import ControlPlane, containerd_binaries, write_kubeconfig
+from kubevino_devcluster.mountns import MountNamespace, mount_namespace
+from kubevino_devcluster.netns import CLUSTER_POD_RANGE, NodeNetwork
 from kubevino_devcluster.processes import stop_process
 
 PAUSE_IMAGE = "kubevino.local/pause:1"
-POD_CIDR = "10.88.0.0/16"
 CNI_BIN = "/usr/lib/cni"
+# Host paths every kubelet uses whatever its --root-dir: each node sees its own directory there.
 VAR_LIB_KUBELET = Path("/var/lib/kubelet")
+VAR_LOG_PODS = Path("/var/log/pods")
+VAR_LOG_CONTAINERS = Path("/var/log/containers")
+NODE_OWN_PATHS = {
+    VAR_LIB_KUBELET: "var-lib-kubelet",
+    VAR_LOG_PODS: "log/pods",
+    VAR_LOG_CONTAINERS: "log/containers",
+}
 NODE_DEBIAN_PACKAGES = ("runc", "containernetworking-plugins", "iptables")
 # The pause program: waits for a signal. Built once with the machine's Go toolchain.
 PAUSE_SOURCE = """package main
@@ -118,9 +131,21 @@ def pause_archive() -> Path:
     return archive
 
 
-def _pod_network_namespaces() -> list[str]:
-    directory = Path("/run/netns")
-    return [p.name for p in directory.glob("cni-*")] if directory.is_dir() else []
+@contextmanager
+def host_mount_points(extra: Sequence[Path] = ()) -> Iterator[None]:
+    """The host paths nodes mount their own directories on (``NODE_OWN_PATHS`` and ``extra``),
+    made where missing and removed afterwards if made here; those already there stay untouched
+    on the host."""
+    made = []
+    try:
+        for path in [*NODE_OWN_PATHS, *extra]:
+            if not path.exists():
+                path.mkdir(parents=True)
+                made.append(path)
+        yield
+    finally:
+        for path in reversed(made):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _sha256(data: bytes) -> str:
@@ -161,16 +186,24 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 class Node:
     directory: Path
     plane: ControlPlane
-    ip: str
+    network: NodeNetwork
     name: str = "kv-node"
+    # One path, the same on every node, under which each node shows its own ``devices``
+    # (operator setting deviceRoot, chart value nodeAgent.deviceRoot); None: no such path.
+    device_root: Path | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    # The kubelet (cgroupfs driver) makes "kubepods" in every hierarchy; ours to remove
-    # unless it was there before us.
-    kubepods_before: bool = False
-    # containerd pins each pod's network namespace under /run/netns as cni-<id>.
-    pod_netns_before: frozenset[str] = frozenset()
-    # The kubelet keeps its device-plugin socket in /var/lib/kubelet whatever --root-dir says.
-    var_lib_kubelet_before: bool = False
+    mounts: MountNamespace | None = None
+    cgroup_root: str = ""
+    _resources: ExitStack = field(default_factory=ExitStack)
+
+    @property
+    def ip(self) -> str:
+        return self.network.ip
+
+    @property
+    def devices(self) -> Path:
+        """This node's own device directory on the host (seen inside as ``device_root``)."""
+        return self.directory / "dev"
 
     @property
     def socket(self) -> Path:
@@ -185,12 +218,23 @@ class Node:
     def kubelet_root(self) -> Path:
         return self.directory / "kubelet"
 
+    def inside(self, *args: str, cwd: Path | None = None) -> list[str]:
+        """A command line that runs ``args`` on this node: its mount and network namespaces
+        (a device plugin must, to reach the node's /var/lib/kubelet/device-plugins)."""
+        if self.mounts is None:
+            raise RuntimeError(f"node {self.name} is not running")
+        return self.mounts.command(args, network=self.network.namespace.path, cwd=cwd)
+
     def _start(
         self, name: str, command: list[str], environment: dict[str, str] | None = None
     ) -> None:
         log = (self.directory / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment
+            self.inside(*command, cwd=self.directory),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=environment,
         )
 
     def log(self, name: str) -> str:
@@ -208,12 +252,26 @@ class Node:
     def import_image(self, archive: Path) -> None:
         self.ctr("images", "import", "--no-unpack=false", str(archive))
 
+    def _binds(self) -> list[tuple[Path, Path]]:
+        binds = []
+        for host_path, own in NODE_OWN_PATHS.items():
+            (self.directory / own).mkdir(parents=True, exist_ok=True)
+            binds.append((self.directory / own, host_path))
+        if self.device_root is not None:
+            binds.append((self.devices, self.device_root))
+        return binds
+
     def start(self) -> None:
+        """Containerd, kubelet and kube-proxy up and the node Ready. The host paths in
+        ``NODE_OWN_PATHS`` and ``device_root`` must exist (``host_mount_points``)."""
         ensure_node_packages()
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.kubepods_before = any(Path("/sys/fs/cgroup").glob("*/kubepods"))
-        self.pod_netns_before = frozenset(_pod_network_namespaces())
-        self.var_lib_kubelet_before = VAR_LIB_KUBELET.exists()
+        self.devices.mkdir(exist_ok=True)
+        self.devices.chmod(0o755)
+        self.cgroup_root = self._resources.enter_context(
+            cgroup_root(f"kubevino-{self.name}-{uuid.uuid4().hex[:6]}")
+        )
+        self.mounts = self._resources.enter_context(mount_namespace(self._binds()))
         self._start_containerd()
         self.import_image(pause_archive())
         self._start_kubelet()
@@ -239,7 +297,7 @@ class Node:
                             "hairpinMode": True,
                             "ipam": {
                                 "type": "host-local",
-                                "ranges": [[{"subnet": POD_CIDR}]],
+                                "ranges": [[{"subnet": self.network.pod_range}]],
                                 "routes": [{"dst": "0.0.0.0/0"}],
                                 "dataDir": str(self.directory / "cni-ipam"),
                             },
@@ -278,7 +336,7 @@ class Node:
         pki = self.plane.directory / "pki"
         write_kubeconfig(
             path,
-            f"https://{self.ip}:{self.plane.api_port}",
+            f"https://{self.plane.node_ip or self.ip}:{self.plane.api_port}",
             pki / "ca.crt",
             pki / "admin.crt",
             pki / "admin.key",
@@ -292,6 +350,8 @@ class Node:
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
             "cgroupDriver": "cgroupfs",
+            # kubepods of its own: another kubelet on this host has one too.
+            "cgroupRoot": self.cgroup_root,
             "failSwapOn": False,
             # These machines mount cgroup v1; from v1.35 the kubelet refuses to start there
             # unless told not to (the field exists, default false, in v1.34).
@@ -354,7 +414,7 @@ class Node:
                 "--proxy-mode",
                 "iptables",
                 "--cluster-cidr",
-                POD_CIDR,
+                CLUSTER_POD_RANGE,
                 "--bind-address",
                 self.ip,
                 "--metrics-bind-address",
@@ -388,38 +448,21 @@ class Node:
 
     # ---- teardown --------------------------------------------------------------------
     def stop(self) -> None:
+        """Everything of this node gone. Its pods are best deleted through the API first
+        (``DevCluster`` does, for all nodes at once); what is left is killed here."""
         try:
-            self._drain()
-        finally:
             for name in ("kube-proxy", "kubelet"):
                 self._stop_process(name)
             self._stop_leftover_tasks()
             self._stop_process("containerd")
             self._stop_shims()
-            self._delete_pod_network_namespaces()
-            if not self.var_lib_kubelet_before:
-                shutil.rmtree(VAR_LIB_KUBELET, ignore_errors=True)
-            self._unmount_all()
-            self._remove_cgroups()
+            self._unmount_and_delete_pod_network_namespaces()
+        finally:
+            self._resources.close()  # the mount namespace, then the cgroup root
+            self.mounts = None
 
-    def _drain(self, timeout: float = 90) -> None:
-        if self.processes.get("kubelet") is None or self.processes["kubelet"].poll() is not None:
-            return
-        self.plane.kubectl(
-            "delete", "pods", "--all", "--all-namespaces", "--grace-period", "5",
-            "--wait=false", check=False,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            left = self.plane.kubectl(
-                "get", "pods", "--all-namespaces", "-o", "name", check=False
-            ).stdout.strip()
-            tasks = self._tasks()
-            if not left and not tasks:
-                return
-            time.sleep(1)
-
-    def _tasks(self) -> list[str]:
+    def tasks(self) -> list[str]:
+        """IDs of the containers this node's containerd runs."""
         try:
             listed = self.ctr("tasks", "ls", "--quiet", timeout=20).stdout
         except (subprocess.SubprocessError, OSError):
@@ -429,15 +472,15 @@ class Node:
     def _stop_leftover_tasks(self) -> None:
         if self.processes.get("containerd") is None:
             return
-        for task in self._tasks():
+        for task in self.tasks():
             subprocess.run(
                 self._ctr("tasks", "kill", "--signal", "SIGKILL", task),
                 capture_output=True, check=False, timeout=20,
             )  # fmt: skip
         deadline = time.monotonic() + 20
-        while self._tasks() and time.monotonic() < deadline:
+        while self.tasks() and time.monotonic() < deadline:
             time.sleep(0.5)
-        for task in self._tasks():
+        for task in self.tasks():
             subprocess.run(
                 self._ctr("tasks", "delete", "--force", task),
                 capture_output=True, check=False, timeout=20,
@@ -460,30 +503,12 @@ class Node:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
 
-    def _delete_pod_network_namespaces(self) -> None:
-        for name in set(_pod_network_namespaces()) - self.pod_netns_before:
-            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
-
-    def _unmount_all(self) -> None:
-        prefix = str(self.directory.resolve())
-        for _ in range(5):
-            mounts = [
-                line.split()[4]
-                for line in Path("/proc/self/mountinfo").read_text().splitlines()
-                if line.split()[4].startswith(prefix)
-            ]
-            if not mounts:
-                return
-            for mount in sorted(mounts, key=len, reverse=True):
-                subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
-
-    def _remove_cgroups(self) -> None:
-        if self.kubepods_before:
+    def _unmount_and_delete_pod_network_namespaces(self) -> None:
+        """containerd pins each pod's network namespace on /run/netns/cni-<id>, mounted inside
+        this node's mount namespace only: the host sees an empty file to remove."""
+        if self.mounts is None:
             return
-        for root in Path("/sys/fs/cgroup").glob("*/kubepods"):
-            nested = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-            for directory in [*nested, root]:
-                try:
-                    directory.rmdir()
-                except OSError as error:  # still busy: say so rather than hide it
-                    raise RuntimeError(f"cgroup {directory} left behind: {error}") from error
+        pinned = [m for m in self.mounts.mount_points() if m.startswith("/run/netns/cni-")]
+        self.mounts.unmount_under([str(self.directory.resolve()), *pinned])
+        for path in pinned:
+            Path(path).unlink(missing_ok=True)

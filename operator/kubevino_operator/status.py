@@ -1,7 +1,8 @@
 """Pure: the InferenceModel status that tells the truth about its Deployment.
 
 Conditions follow Kubernetes conventions and kstatus: ``Ready`` (it serves: every desired pod is
-available and the Deployment has observed our latest template), ``Progressing`` (a rollout or
+available and the Deployment has observed our latest template; once Ready, it stays so while
+the PodDisruptionBudget's one pod is away, as in a node drain), ``Progressing`` (a rollout or
 scale is under way), ``Degraded`` (stuck: refused, invalid, or the rollout failed),
 ``DeviceAccess`` (whether the pods can use their devices; Ready is never True while it is False),
 ``ModelLoaded`` (the model reached the server: from where, which versions, how long the fetch
@@ -75,10 +76,27 @@ def _deployment_condition(deployment: dict[str, Any], kind: str) -> dict[str, An
     return next((c for c in conditions if c.get("type") == kind), {})
 
 
+# Pods of a model with two or more replicas that a voluntary disruption may take at once: the
+# rendered PodDisruptionBudget's maxUnavailable.
+DISRUPTION_BUDGET = 1
+
+
+def _was_serving(previous: list[dict[str, Any]], generation: int | None) -> bool:
+    """Ready was True for this very spec in the status being replaced."""
+    ready = next((c for c in previous if c.get("type") == READY), None)
+    return (
+        ready is not None
+        and ready.get("status") == "True"
+        and ready.get("observedGeneration") == generation
+    )
+
+
 def rollout_states(
-    deployment: dict[str, Any] | None, template_generation_current: bool
+    deployment: dict[str, Any] | None, template_generation_current: bool, was_serving: bool = False
 ) -> dict[str, ConditionState]:
-    """Ready / Progressing / Degraded read off the Deployment."""
+    """Ready / Progressing / Degraded read off the Deployment. ``was_serving``: Ready was True
+    for this spec before, so a pod the disruption budget lets go (a drain, an eviction) does
+    not take Ready away while it is replaced; a new spec or rollout needs every pod again."""
     if deployment is None:
         waiting = ConditionState("False", "DeploymentMissing", "the Deployment is being created")
         return {
@@ -103,6 +121,17 @@ def rollout_states(
         and available >= desired
         and total == desired
     )
+    # Every pod runs the current template (no rollout), and at most the budget is away.
+    disrupted = (
+        was_serving
+        and not rolled_out
+        and not stuck
+        and template_generation_current
+        and observed
+        and desired > DISRUPTION_BUDGET
+        and updated >= total
+        and available >= desired - DISRUPTION_BUDGET
+    )
     degraded = ConditionState("False", "AsExpected", "")
     if stuck:
         degraded = ConditionState(
@@ -116,6 +145,13 @@ def rollout_states(
         ready = ConditionState("False", "ScaledToZero", "no pod runs: replicas is 0")
     elif rolled_out:
         ready = ConditionState("True", "Serving", f"{available}/{desired} pods serve the model")
+    elif disrupted:
+        ready = ConditionState(
+            "True",
+            "Serving",
+            f"{available}/{desired} pods serve the model while the rest are replaced (the "
+            f"PodDisruptionBudget lets {DISRUPTION_BUDGET} go at a time)",
+        )
     else:
         ready = ConditionState(
             "False", "RollingOut", f"{available}/{desired} pods serve; {updated} updated"
@@ -125,6 +161,10 @@ def rollout_states(
         if rolled_out or (desired == 0 and observed)
         else ConditionState("True", "RollingOut", f"{updated}/{desired} pods updated")
     )
+    if disrupted:
+        progressing = ConditionState(
+            "True", "RollingOut", f"{available}/{desired} pods available; replacing the rest"
+        )
     if stuck:
         progressing = ConditionState("False", "ProgressDeadlineExceeded", degraded.message)
     return {READY: ready, PROGRESSING: progressing, DEGRADED: degraded}
@@ -213,7 +253,9 @@ def build_status(
     elif isinstance(rendered, Refusal):
         states = refused_states(rendered.reason, rendered.message)
     else:
-        states = rollout_states(deployment, template_generation_current)
+        states = rollout_states(
+            deployment, template_generation_current, _was_serving(prior_conditions, generation)
+        )
         if pod_problem is not None and states[READY].status != "True":
             if pod_problem.transient:
                 # Still rolling out (a node may be on its way); the message says what waits.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,20 @@ MODELS = "models"
 
 
 Cluster = DevCluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The multi-node tests (tests/e2e/multinode) run before the rest of this tier: the
+    one-node cluster is package-scoped here, so once started it lives until this whole
+    package (subpackage included) is done, and two clusters must not run at once (both
+    mount over the host's /var/lib/kubelet)."""
+    here = Path(__file__).parent
+    positions = [i for i, item in enumerate(items) if here in item.path.parents]
+    tier = [items[i] for i in positions]
+    multinode = here / "multinode"
+    tier.sort(key=lambda item: multinode not in item.path.parents)  # stable
+    for position, item in zip(positions, tier, strict=True):
+        items[position] = item
 
 
 @pytest.fixture(scope="package")

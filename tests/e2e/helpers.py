@@ -29,6 +29,29 @@ def helm(plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def chart_values(**values: Any) -> list[str]:
+    """helm flags for operator settings (keys of the chart's ``settings``) and chart values
+    (keys starting with ``nodeAgent.``): lists and mappings as JSON, booleans as true/false."""
+    flags: list[str] = []
+    for key, value in values.items():
+        path = key if key.startswith("nodeAgent.") else f"settings.{key}"
+        if isinstance(value, list | dict):
+            flags += ["--set-json", f"{path}={json.dumps(value)}"]
+        else:
+            flags += ["--set", f"{path}={json.dumps(value) if isinstance(value, bool) else value}"]
+    return flags
+
+
+def upgrade_settings(plane: ControlPlane, **values: Any) -> None:
+    """``helm upgrade`` to exactly these settings and values (the rest reset); the operator
+    restarts with them."""
+    helm(
+        plane,
+        "upgrade", "kubevino", "charts/kubevino", "--namespace", "kubevino-system",
+        "--reset-values", *chart_values(**values), "--wait", "--timeout", "300s",
+    )  # fmt: skip
+
+
 def apply_model(plane: ControlPlane, name: str, namespace: str, spec: dict[str, Any]) -> None:
     """kubectl apply an InferenceModel serving the bundled model under the name classifier."""
     manifest = {

@@ -275,13 +275,15 @@ def device_plugins(labelled_node: Cluster, device_root: Path) -> Iterator[Cluste
         for resource, (container_path, relative) in PLUGIN_DEVICES.items():
             plugins.append(
                 subprocess.Popen(
-                    [
+                    # On the node: the kubelet's device-plugin directory is the node's own.
+                    e2e.node.inside(
                         sys.executable,
                         "-m",
                         "tests.e2e.deviceplugin",
                         resource,
                         f"{container_path}={device_root / relative}",
-                    ],
+                        cwd=REPO,
+                    ),
                     cwd=REPO,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,

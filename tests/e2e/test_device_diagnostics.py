@@ -37,7 +37,7 @@ import yaml
 from kubevino_devcluster.controlplane import REPO
 from tests.cluster.conftest import condition, get, wait_until
 from tests.e2e.conftest import MODELS, Cluster
-from tests.e2e.helpers import helm, node_model_directory, port_forward
+from tests.e2e.helpers import node_model_directory, port_forward, upgrade_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -89,11 +89,7 @@ def gpu_node(operator_installed: Cluster, roots: Roots) -> Iterator[Cluster]:
     finally:
         for name in (NAME, f"{NAME}-nowhere"):
             e2e.plane.kubectl("delete", "inferencemodel", name, "-n", MODELS, check=False)
-        helm(
-            e2e.plane,
-            "upgrade", "kubevino", "charts/kubevino", "--namespace", "kubevino-system",
-            "--reset-values", "--wait", "--timeout", "300s",
-        )  # fmt: skip
+        upgrade_settings(e2e.plane)
         node = _node(e2e)
         ours = [key for key in node["metadata"]["labels"] if key.startswith("kubevino.io/")]
         if ours:
@@ -104,16 +100,7 @@ def gpu_node(operator_installed: Cluster, roots: Roots) -> Iterator[Cluster]:
 
 
 def _settings(e2e: Cluster, **values: Any) -> None:
-    """``helm upgrade`` with these operator settings (and chart values); the operator restarts."""
-    sets: list[str] = []
-    for key, value in values.items():
-        path = key if key.startswith("nodeAgent.") else f"settings.{key}"
-        sets += ["--set", f"{path}={json.dumps(value) if isinstance(value, bool) else value}"]
-    helm(
-        e2e.plane,
-        "upgrade", "kubevino", "charts/kubevino", "--namespace", "kubevino-system",
-        "--reset-values", *sets, "--wait", "--timeout", "300s",
-    )  # fmt: skip
+    upgrade_settings(e2e.plane, **values)
 
 
 def _apply(e2e: Cluster, roots: Roots, access_mode: str, name: str = NAME, **serving: Any) -> None:
@@ -164,8 +151,10 @@ def _ready_stays_false(e2e: Cluster, reason: str) -> None:
 def mount_only_plugin(gpu_node: Cluster, roots: Roots) -> Iterator[None]:
     """A broken GPU plugin: it bind-mounts the render node but grants no device access."""
     plugin = subprocess.Popen(
-        [sys.executable, "-m", "tests.e2e.deviceplugin", "--mount-only", "gpu.intel.com/i915",
-         f"/dev/dri/renderD128={roots.drm_node}"],
+        gpu_node.node.inside(
+            sys.executable, "-m", "tests.e2e.deviceplugin", "--mount-only", "gpu.intel.com/i915",
+            f"/dev/dri/renderD128={roots.drm_node}", cwd=REPO,
+        ),
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:

@@ -77,10 +77,13 @@ class TestDriver:
         kubelet wipes its node's slices when it starts)."""
         registered_before = len(self.said("registered"))
         node = self.e2e.node
+        # On the node: its mount namespace holds its own /var/lib/kubelet.
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.dradriver", DRIVER, node.name,
-             str(node.kubelet_root), str(node.cdi_directory),
-             f"{DEVICE}=/dev/dri/renderD128={self.fake}"],
+            node.inside(
+                sys.executable, "-m", "tests.e2e.dradriver", DRIVER, node.name,
+                str(node.kubelet_root), str(node.cdi_directory),
+                f"{DEVICE}=/dev/dri/renderD128={self.fake}", cwd=REPO,
+            ),
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         self.process = process

@@ -76,6 +76,75 @@ def test_ready_only_when_every_desired_pod_is_available() -> None:
     assert serving["selector"] == "kubevino.io/inference-model=resnet"
 
 
+def test_a_pod_the_disruption_budget_lets_go_keeps_a_serving_model_ready() -> None:
+    """A node drain evicts one of two pods: the model still serves, so Ready stays True
+    (and its transition time with it) while the Deployment replaces the pod."""
+    serving = build_status(
+        generation=3, previous=None, now=T0, rendered=_render(), deployment=deployment(2, 2)
+    )
+    drained = build_status(
+        generation=3, previous=serving, now=T1, rendered=_render(), deployment=deployment(2, 1)
+    )
+    ready = next(c for c in drained["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], ready["lastTransitionTime"]) == (
+        "True",
+        "Serving",
+        T0,
+    )
+    assert ready["message"].startswith("1/2 pods serve the model while the rest are replaced")
+    progressing = next(c for c in drained["conditions"] if c["type"] == "Progressing")
+    assert (progressing["status"], progressing["message"]) == (
+        "True",
+        "1/2 pods available; replacing the rest",
+    )
+    assert _conditions(drained)["ModelLoaded"][0] == "True"
+
+    three = build_status(
+        generation=3, previous=None, now=T0, rendered=_render(), deployment=deployment(3, 3)
+    )
+    two_away = build_status(
+        generation=3, previous=three, now=T1, rendered=_render(), deployment=deployment(3, 1)
+    )
+    assert _conditions(two_away)["Ready"] == ("False", "RollingOut")  # more than the budget
+
+
+def test_a_missing_pod_is_not_ready_before_serving_in_a_new_spec_or_with_one_replica() -> None:
+    serving = build_status(
+        generation=3, previous=None, now=T0, rendered=_render(), deployment=deployment(2, 2)
+    )
+    never_served = build_status(
+        generation=3, previous=None, now=T0, rendered=_render(), deployment=deployment(2, 1)
+    )
+    new_spec = build_status(
+        generation=4, previous=serving, now=T1, rendered=_render(), deployment=deployment(2, 1)
+    )
+    rolling_out = build_status(
+        generation=3,
+        previous=serving,
+        now=T1,
+        rendered=_render(),
+        deployment={
+            **deployment(2, 1, updated=1),
+            "status": {**deployment(2, 1, updated=1)["status"], "replicas": 3},
+        },
+    )
+    single = build_status(
+        generation=3, previous=None, now=T0, rendered=_render(), deployment=deployment(1, 1)
+    )
+    single_gone = build_status(
+        generation=3, previous=single, now=T1, rendered=_render(), deployment=deployment(1, 0)
+    )
+    stuck = build_status(
+        generation=3,
+        previous=serving,
+        now=T1,
+        rendered=_render(),
+        deployment=deployment(2, 1, progress_reason="ProgressDeadlineExceeded"),
+    )
+    for status in (never_served, new_spec, rolling_out, single_gone, stuck):
+        assert _conditions(status)["Ready"][0] == "False", status["conditions"]
+
+
 def test_a_template_not_yet_applied_is_not_ready() -> None:
     stale = build_status(
         generation=3,
