@@ -246,6 +246,14 @@ def _print_usage(state: ClusterState, out: TextIO) -> None:
   logs:  {directory / SUPERVISOR_LOG}, {directory}/plane/*.log, {directory}/<node>/*.log
   stop:  kubevino dev-cluster down{"" if directory == DEFAULT_DIRECTORY else f" --dir {directory}"}
 """.rstrip(), file=out)  # fmt: skip
+    if state.fake_devices:
+        # Each node shows its own fake devices at one path: the operator's HostDevices mode and
+        # the node agent must look there instead of /dev.
+        print(
+            f"  fake accelerators: helm install ... --set settings.deviceRoot={state.device_root}"
+            f" --set nodeAgent.deviceRoot={state.device_root}",
+            file=out,
+        )
 
 
 def status(directory: Path, out: TextIO) -> int:

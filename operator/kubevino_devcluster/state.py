@@ -32,6 +32,9 @@ class ClusterState:
     kubernetes_version: str = ""
     binaries: str = ""
     ready_seconds: float = 0.0
+    # Where each node shows its own fake devices (one path, a different view per node).
+    device_root: str = ""
+    fake_devices: bool = False
 
     @property
     def log(self) -> Path:

@@ -82,6 +82,8 @@ def _publish(cluster: DevCluster, state: ClusterState, forwarder: Forwarder) -> 
     state.nodes = [node.name for node in cluster.nodes]
     state.kubernetes_version = pinned_version("KUBE_VERSION")
     state.binaries = str(cluster.plane.binaries)
+    state.device_root = str(cluster.device_root)
+    state.fake_devices = any(spec.devices() for spec in cluster.specs)
     write_state(state)
 
 
