@@ -18,6 +18,7 @@ from pathlib import Path
 from kubevino_devcluster.controlplane import ControlPlane, control_plane, kube_binaries
 from kubevino_devcluster.fakedevices import FakeDevice, fake_devices, make_devices
 from kubevino_devcluster.images import built_images_saved
+from kubevino_devcluster.mountns import shared_subtree
 from kubevino_devcluster.netns import NetworkNamespace, cluster_network
 from kubevino_devcluster.node import Node, ensure_node_packages, host_mount_points, pause_archive
 
@@ -126,7 +127,9 @@ def dev_cluster(
     _validate(nodes)
     built, archives = prepare(images)
     device_root = directory / "dev"
+    directory.mkdir(parents=True, exist_ok=True)
     with (
+        shared_subtree(directory),
         cluster_network(len(nodes)) as networks,
         networks[0].namespace.entered(),
         host_mount_points([device_root]),

@@ -73,6 +73,20 @@ class MountNamespace:
                 )
 
 
+@contextmanager
+def shared_subtree(directory: Path) -> Iterator[None]:
+    """Mounts made on the host under ``directory`` (a test's tmpfs volume, say) reach the nodes'
+    mount namespaces made afterwards: the host's root is private on these machines, so without
+    a shared mount here a node would only ever see the empty directory below."""
+    subprocess.run(["mount", "--bind", str(directory), str(directory)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(directory)], check=True)
+        yield
+    finally:
+        # Lazily: with it goes whatever a caller left mounted below.
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True, check=False)
+
+
 def _namespace_of(pid: int | str) -> str:
     try:
         return str(Path(f"/proc/{pid}/ns/mnt").readlink())
