@@ -283,6 +283,16 @@ def _registry(
     return metrics, registry
 
 
+def _generative_service(
+    generative: GenerativeSettings | None, registry: ModelRegistry, core: ov.Core, metrics: Metrics
+) -> GenerativeService | None:
+    """The --task pipeline, on the device the device checks let it compile for."""
+    if generative is None:
+        return None
+    target = generative.target_device or default_target(core)
+    return GenerativeService(generative, registry.compile_target(target), metrics)
+
+
 def _log_start(args: argparse.Namespace, families: Families, core: ov.Core, role: str) -> None:
     log.info(
         "kubevino-serve %s%s: gRPC on %s, REST on %s, metrics %s; OpenVINO %s sees %s",
@@ -310,10 +320,7 @@ async def serve(
 ) -> int:
     """One process that both speaks the protocols and runs the engines (one front end)."""
     metrics, registry = _registry(args, configs, core, devices)
-    service = None
-    if generative is not None:
-        target = generative.target_device or default_target(core)
-        service = GenerativeService(generative, registry.compile_target(target), metrics)
+    service = _generative_service(generative, registry, core, metrics)
     plane = DataPlane(registry, metrics, group, service)
     server = Server(args, registry, plane, devices, core, families, generative=service, cpu=cpu)
     server.config_mtime = server._config_mtime()
@@ -414,10 +421,7 @@ async def _serve_engines(
     generative: GenerativeSettings | None,
 ) -> int:
     metrics, registry = _registry(args, configs, core, devices)
-    service = None
-    if generative is not None:
-        target = generative.target_device or default_target(core)
-        service = GenerativeService(generative, registry.compile_target(target), metrics)
+    service = _generative_service(generative, registry, core, metrics)
     plane = DataPlane(registry, metrics, generative=service)
     server = Server(args, registry, plane, devices, core, families, generative=service, cpu=cpu)
     server.config_mtime = server._config_mtime()

@@ -17,16 +17,22 @@ class NoCpuControllerError(RuntimeError):
     """This machine (or this user) cannot make a cgroup with a CPU quota."""
 
 
-def cpu_hierarchy() -> tuple[Path, str] | None:
-    """Where a cgroup with a CPU quota can be made here: (directory, cgroup version)."""
+def controller_hierarchy(controller: str) -> tuple[Path, str] | None:
+    """Where a cgroup with ``controller`` (cpu, memory) can be made here: (directory, cgroup
+    version), the v1 hierarchy of that controller first."""
     mountinfo = Path("/proc/self/mountinfo").read_text()
-    v1 = cgroup_mount(mountinfo, "cgroup", "cpu")
+    v1 = cgroup_mount(mountinfo, "cgroup", controller)
     if v1 is not None:
         return Path(v1[0]), "v1"
     v2 = cgroup_mount(mountinfo, "cgroup2", None)
-    if v2 is not None and "cpu" in (Path(v2[0]) / "cgroup.controllers").read_text().split():
+    if v2 is not None and controller in (Path(v2[0]) / "cgroup.controllers").read_text().split():
         return Path(v2[0]), "v2"
     return None
+
+
+def cpu_hierarchy() -> tuple[Path, str] | None:
+    """Where a cgroup with a CPU quota can be made here."""
+    return controller_hierarchy("cpu")
 
 
 @contextmanager
@@ -69,15 +75,8 @@ class NoMemoryControllerError(RuntimeError):
 
 
 def memory_hierarchy() -> tuple[Path, str] | None:
-    """Where a memory cgroup can be made here: (directory, cgroup version)."""
-    mountinfo = Path("/proc/self/mountinfo").read_text()
-    v1 = cgroup_mount(mountinfo, "cgroup", "memory")
-    if v1 is not None:
-        return Path(v1[0]), "v1"
-    v2 = cgroup_mount(mountinfo, "cgroup2", None)
-    if v2 is not None and "memory" in (Path(v2[0]) / "cgroup.controllers").read_text().split():
-        return Path(v2[0]), "v2"
-    return None
+    """Where a memory cgroup can be made here."""
+    return controller_hierarchy("memory")
 
 
 @contextmanager
