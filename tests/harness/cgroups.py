@@ -39,13 +39,8 @@ def cpu_hierarchy() -> tuple[Path, str] | None:
 def cpu_quota(cpus: float) -> Iterator[Path]:
     """A new cgroup whose processes share ``cpus`` CPUs of CFS quota; removed afterwards (its
     processes must have exited by then)."""
-    found = cpu_hierarchy()
-    if os.geteuid() != 0 or found is None:
-        raise NoCpuControllerError("needs root and a cgroup hierarchy with the cpu controller")
-    hierarchy, version = found
-    cgroup = hierarchy / f"kubevino-test-{os.getpid()}-{time.monotonic_ns()}"
-    cgroup.mkdir()
-    try:
+    missing = NoCpuControllerError("needs root and a cgroup hierarchy with the cpu controller")
+    with _new_cgroup("cpu", "kubevino-test", missing) as (cgroup, version):
         quota = int(cpus * PERIOD_US)
         if version == "v1":
             (cgroup / "cpu.cfs_period_us").write_text(str(PERIOD_US))
@@ -53,6 +48,20 @@ def cpu_quota(cpus: float) -> Iterator[Path]:
         else:
             (cgroup / "cpu.max").write_text(f"{quota} {PERIOD_US}")
         yield cgroup
+
+
+@contextmanager
+def _new_cgroup(controller: str, prefix: str, missing: RuntimeError) -> Iterator[tuple[Path, str]]:
+    """A new cgroup of ``controller``'s hierarchy and its cgroup version; removed afterwards
+    (its processes must have exited by then). ``missing`` is raised where none can be made."""
+    found = controller_hierarchy(controller)
+    if os.geteuid() != 0 or found is None:
+        raise missing
+    hierarchy, version = found
+    cgroup = hierarchy / f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"
+    cgroup.mkdir()
+    try:
+        yield cgroup, version
     finally:
         _remove(cgroup)
 
@@ -83,16 +92,9 @@ def memory_hierarchy() -> tuple[Path, str] | None:
 def memory_cgroup() -> Iterator[Path]:
     """A new memory cgroup without a limit, so a server started in it is charged as a pod's
     container is; removed afterwards (its processes must have exited by then)."""
-    found = memory_hierarchy()
-    if os.geteuid() != 0 or found is None:
-        raise NoMemoryControllerError("needs root and a cgroup hierarchy with memory")
-    hierarchy, _ = found
-    cgroup = hierarchy / f"kubevino-memory-{os.getpid()}-{time.monotonic_ns()}"
-    cgroup.mkdir()
-    try:
+    missing = NoMemoryControllerError("needs root and a cgroup hierarchy with memory")
+    with _new_cgroup("memory", "kubevino-memory", missing) as (cgroup, _):
         yield cgroup
-    finally:
-        _remove(cgroup)
 
 
 def memory_charged(cgroup: Path) -> dict[str, int]:
