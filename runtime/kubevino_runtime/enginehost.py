@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,7 +41,7 @@ from kubevino_runtime.channel import (
     Released,
     Request,
 )
-from kubevino_runtime.engine import LoadedVersion
+from kubevino_runtime.engine import Job, LoadedVersion
 from kubevino_runtime.errors import ErrorKind, ServingError
 from kubevino_runtime.generative.engine_calls import GenerativeCalls
 from kubevino_runtime.generative.facts import Answers
@@ -263,11 +263,8 @@ async def _infer_in_slot(version: LoadedVersion, inputs: list[Placed], slot: Slo
             out = slot.view(placed.offset, info.element_type, placed.shape)
             infer_request.set_output_tensor(placed.index, ov.Tensor(out, shared_memory=True))
 
-    def collect(infer_request: ov.InferRequest) -> list[Placed]:
-        if sizes is not None:
-            return bound
-        # Dynamic outputs: their shapes are known now; copy them after the inputs.
-        tensors = [infer_request.get_output_tensor(i).data for i in range(len(version.outputs))]
+    def place(tensors: Sequence[npt.NDArray[Any]]) -> list[Placed]:
+        """Copy outputs whose shapes are known only now into the slot, after the inputs."""
         offsets, end = layout([tensor.nbytes for tensor in tensors], input_end)
         slot.grow(end)
         placed = []
@@ -277,7 +274,13 @@ async def _infer_in_slot(version: LoadedVersion, inputs: list[Placed], slot: Slo
             placed.append(Placed(index, tuple(tensor.shape), offset))
         return placed
 
-    return await version.run(prepare, collect)
+    def collect(infer_request: ov.InferRequest) -> list[Placed]:
+        if sizes is not None:
+            return bound
+        return place([infer_request.get_output_tensor(i).data for i in range(len(version.outputs))])
+
+    inputs_by_index = [view for _, view in sorted(views, key=lambda pair: pair[0])]
+    return await version.run(Job(prepare, collect, inputs_by_index, place))
 
 
 def _describe(version: LoadedVersion) -> dict[str, Any]:

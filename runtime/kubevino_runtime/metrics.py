@@ -57,7 +57,8 @@ GENERATIVE_FAMILIES: Final = frozenset(
     }
 )
 KUBEVINO_FAMILIES: Final = (
-    frozenset({"kubevino_request_queue_depth", "kubevino_device_access"}) | GENERATIVE_FAMILIES
+    frozenset({"kubevino_request_queue_depth", "kubevino_device_access", "kubevino_batch_requests"})
+    | GENERATIVE_FAMILIES
 )
 DEFAULT_FAMILIES: Final = MODEL_SERVER_DEFAULT_FAMILIES | KUBEVINO_FAMILIES
 KNOWN_FAMILIES: Final = DEFAULT_FAMILIES | MODEL_SERVER_OPTIONAL_FAMILIES
@@ -100,6 +101,9 @@ _US_BUCKETS = (
     10_000_000,
     100_000_000,
 )
+# Requests per inference with dynamic batching: powers of two up to --max_dynamic_batch's usual
+# range, so the histogram shows how full the batches are.
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 # Seconds from 1 ms to a minute: a token takes milliseconds, a first token up to a long prompt.
 _TOKEN_SECONDS_BUCKETS = (
     0.001,
@@ -190,6 +194,13 @@ class Metrics:
             ["name", "version"],
             registry=self.registry,
             multiprocess_mode=_SUM_OF_LIVE_WORKERS,
+        )
+        self.batch_requests = Histogram(
+            "kubevino_batch_requests",
+            "Requests each inference ran (1 unless dynamic batching joined several).",
+            ["name", "version"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
         )
         self.device_access = Gauge(
             "kubevino_device_access",

@@ -17,6 +17,7 @@ from pathlib import Path
 import openvino as ov
 from prometheus_client import Histogram
 
+from kubevino_runtime.batching import NO_BATCHING, BatchingSettings
 from kubevino_runtime.engine import LoadedVersion, compile_version
 from kubevino_runtime.metrics import Metrics
 from kubevino_runtime.preprocessing import describe
@@ -28,13 +29,19 @@ log = logging.getLogger("kubevino.models")
 
 class ModelRegistry(VersionLookup[LoadedVersion]):
     def __init__(
-        self, core: ov.Core, metrics: Metrics, cache_dir: str | None, max_queue: int
+        self,
+        core: ov.Core,
+        metrics: Metrics,
+        cache_dir: str | None,
+        max_queue: int,
+        batching: BatchingSettings = NO_BATCHING,
     ) -> None:
         super().__init__()
         self.core = core
         self.metrics = metrics
         self.cache_dir = cache_dir
         self.max_queue = max_queue
+        self.batching = batching
         self._refresh_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
         self._failed_files: dict[tuple[str, int], tuple[ModelConfig, float]] = {}
@@ -111,19 +118,23 @@ class ModelRegistry(VersionLookup[LoadedVersion]):
                 observe_wait=self._observer(
                     self.metrics.wait_for_infer_req_time_us, config.name, number
                 ),
+                batching=self.batching,
+                observe_batch=self.metrics.batch_requests.labels(config.name, str(number)).observe,
             )
             if loaded is not None:
                 self._retire(served, number)
             served.loaded[number] = version
             served.status[number] = VersionStatus("AVAILABLE")
             log.info(
-                "model %s version %d AVAILABLE on %s (target %s, %d infer requests, optimal %d)",
+                "model %s version %d AVAILABLE on %s (target %s, %d infer requests, optimal %d; "
+                "dynamic batching: %s)",
                 config.name,
                 number,
                 ",".join(version.execution_devices) or "?",
                 config.target_device,
                 version.nireq,
                 version.optimal_nireq,
+                version.batching.reason,
             )
 
     @staticmethod

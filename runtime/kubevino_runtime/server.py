@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kubevino_runtime import __version__
+from kubevino_runtime.batching import BatchingSettings
 from kubevino_runtime.cpulimits import CpuAllowance, read_cpu_allowance
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.deviceaccess import (
@@ -202,6 +203,7 @@ class Server:
                 "streams": loaded.streams,
                 "inferRequests": loaded.nireq,
                 "optimalInferRequests": loaded.optimal_nireq,
+                "dynamicBatching": loaded.batching.as_json(),
                 "enginePid": os.getpid(),
             }
             for loaded in self.registry.loaded_versions()
@@ -277,7 +279,13 @@ def _registry(
     metrics = Metrics()
     for probe in devices.probes:
         metrics.device_access.labels(probe.family, probe.path, probe.access.value).set(1)
-    registry = ModelRegistry(core, metrics, cache_dir(args), args.max_queue)
+    registry = ModelRegistry(
+        core,
+        metrics,
+        cache_dir(args),
+        args.max_queue,
+        BatchingSettings(args.max_dynamic_batch, args.dynamic_batch_delay_us),
+    )
     registry.compile_target = lambda target: devices.judge(target).compile_as or target
     registry.set_configs(configs)
     return metrics, registry

@@ -49,7 +49,11 @@ KUBEVINO_FLAGS: Final = (
     "--model_wait_seconds",
     "--workers",
     "--chat_template_file",
+    "--max_dynamic_batch",
+    "--dynamic_batch_delay_us",
 )
+MAX_DYNAMIC_BATCH: Final = 1024
+MAX_BATCH_DELAY_US: Final = 1_000_000
 # Model flags that describe the one model of a command line without config.json.
 MODEL_FLAGS: Final = (*IR_MODEL_FLAGS, "target_device", "plugin_config")
 _HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -173,6 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
         "process that holds the one compiled copy of every model; more than one lifts the "
         "single event loop's limit of about a thousand requests a second (default 1)",
     )
+    own.add_argument(
+        "--max_dynamic_batch",
+        type=positive_integer,
+        default=1,
+        help="join up to this many waiting requests' rows into one inference, for models "
+        "whose inputs and outputs have a dynamic first (batch) dimension; 1 turns dynamic "
+        "batching off (default 1)",
+    )
+    own.add_argument(
+        "--dynamic_batch_delay_us",
+        type=int,
+        default=0,
+        help="how long an idle infer request waits for a batch to fill, in microseconds; 0 "
+        "(the default) joins only requests that are already waiting, so a lone request never "
+        "waits",
+    )
     for refused in refused_flags():
         # Known only to be refused after parsing, whatever value follows it.
         parser.add_argument(
@@ -271,7 +291,25 @@ def validate_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--metrics_enable needs --rest_port: metrics are served over REST")
     if args.metrics_list is not None:
         metrics_families_from_flag(args.metrics_list)
+    _check_dynamic_batching(args)
     check_generation_flags(args)
+
+
+def _check_dynamic_batching(args: argparse.Namespace) -> None:
+    if args.max_dynamic_batch > MAX_DYNAMIC_BATCH:
+        raise UsageError(f"--max_dynamic_batch must be from 1 to {MAX_DYNAMIC_BATCH}")
+    if not 0 <= args.dynamic_batch_delay_us <= MAX_BATCH_DELAY_US:
+        raise UsageError(f"--dynamic_batch_delay_us must be from 0 to {MAX_BATCH_DELAY_US}")
+    if args.dynamic_batch_delay_us and args.max_dynamic_batch == 1:
+        raise UsageError(
+            "--dynamic_batch_delay_us waits for a batch to fill, but --max_dynamic_batch 1 "
+            "turns batching off: give --max_dynamic_batch 2 or more, or drop the delay"
+        )
+    if args.task is not None and args.max_dynamic_batch > 1:
+        raise UsageError(
+            "--max_dynamic_batch joins tensor requests; with --task the pipeline batches "
+            "continuously (--max_num_seqs, --max_num_batched_tokens): drop it"
+        )
 
 
 def _check_grpc_workers(count: int) -> None:

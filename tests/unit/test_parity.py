@@ -406,6 +406,22 @@ def test_a_cloud_model_path_is_refused_with_the_way_to_fetch_it(
         (["--mean", "0.5"], "--mean needs --layout, as in Model Server"),
         (["--nireq", "-1"], "--nireq must be 0 (the optimal number) or more"),
         (["--file_system_poll_wait_seconds", "-1"], "must be 0 (never) or more"),
+        (["--max_dynamic_batch", "0"], "argument --max_dynamic_batch: must be 1 or more"),
+        (["--max_dynamic_batch", "2000"], "--max_dynamic_batch must be from 1 to 1024"),
+        (
+            ["--max_dynamic_batch", "4", "--dynamic_batch_delay_us", "-5"],
+            "--dynamic_batch_delay_us must be from 0 to 1000000",
+        ),
+        (
+            ["--dynamic_batch_delay_us", "500"],
+            "--dynamic_batch_delay_us waits for a batch to fill, but --max_dynamic_batch 1 turns "
+            "batching off: give --max_dynamic_batch 2 or more, or drop the delay",
+        ),
+        (
+            ["--task", "text_generation", "--max_dynamic_batch", "4"],
+            "--max_dynamic_batch joins tensor requests; with --task the pipeline batches "
+            "continuously",
+        ),
     ],
 )
 def test_model_servers_usage_errors_exit_64(
