@@ -21,8 +21,12 @@ server's CPUs on 8 or more CPUs); latency with one. ``--cores N`` runs everythin
 CPUs this process may use (the rest stay idle), so one machine can stand in for a smaller one.
 Nothing is downloaded: the models are written by code.
 
+Dynamic batching (``--batching 1,8``): each ``--workers`` count is measured again with the
+model's batch dimension made dynamic and ``--max_dynamic_batch`` set, against the same batch-1
+in-process baseline.
+
     python bench/runtime_throughput.py [--seconds 10] [--device CPU] [--cores N]
-        [--client-cpus K] [--workers 1,2,4] [--sizes small,resnet50]
+        [--client-cpus K] [--workers 1,2,4] [--sizes small,resnet50] [--batching 1,8]
 """
 
 from __future__ import annotations
@@ -225,10 +229,17 @@ def server_nireq(base: str) -> int:
     raise RuntimeError("the server reports no infer request pool")
 
 
-def serving_args(workdir: Path, device: str, hint: str, workers: int = 1) -> list[str]:
-    """kubevino-serve flags for the bench model with the same device and hint as in-process."""
+def serving_args(
+    workdir: Path, device: str, hint: str, workers: int = 1, max_batch: int = 1
+) -> list[str]:
+    """kubevino-serve flags for the bench model with the same device and hint as in-process;
+    with ``max_batch`` > 1, the model's batch dimension made dynamic and dynamic batching on."""
     plugin_config = json.dumps({"PERFORMANCE_HINT": hint})
+    batching = (
+        ["--batch_size", "-1", "--max_dynamic_batch", str(max_batch)] if max_batch > 1 else []
+    )
     return [
+        *(batching if max_batch > 1 else []),
         "--workers",
         str(workers),
         "--model_path",
@@ -243,7 +254,7 @@ def serving_args(workdir: Path, device: str, hint: str, workers: int = 1) -> lis
         "--metrics_enable",
         "--metrics_list",
         "ovms_infer_req_queue_size,ovms_request_time_us,ovms_inference_time_us,"
-        "ovms_wait_for_infer_req_time_us",
+        "ovms_wait_for_infer_req_time_us,kubevino_batch_requests",
     ]
 
 
@@ -280,7 +291,14 @@ def main() -> int:
         help="comma-separated kubevino-serve --workers counts for the throughput phases "
         "(default: 1, and also a quarter of the server's CPUs on 8 or more CPUs)",
     )
+    parser.add_argument(
+        "--batching",
+        default="1",
+        help="comma-separated --max_dynamic_batch values for the throughput phases (1: off; "
+        "more: the model gets a dynamic batch dimension and requests are joined)",
+    )
     args = parser.parse_args()
+    args.batching = [int(value) for value in args.batching.split(",")]
     cpus = sorted(os.sched_getaffinity(0))[: args.cores]
     reserved = (
         args.client_cpus
@@ -323,27 +341,55 @@ def server_means_ms(base: str) -> dict[str, float]:
     return {key: sums[key] / counts[key] / 1e3 for key in sums if counts.get(key)}
 
 
+def in_process_paced_latencies(model: Path, device: str, count: int, pause: float) -> list[float]:
+    """As in_process_latencies, with ``pause`` seconds between calls: what the server's infer
+    request sees with one client, whose next request comes a round trip later (OpenVINO's
+    threads go idle in between; back to back they stay warm)."""
+    compiled = ov.Core().compile_model(str(model), device, {"PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    image = sample_input()
+    request.infer({INPUT_NAME: image})
+    latencies = []
+    for _ in range(count):
+        time.sleep(pause)
+        started = time.perf_counter()
+        request.infer({INPUT_NAME: image})
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def batch_mean(base: str) -> float:
+    """Requests per inference so far (kubevino_batch_requests), 1 when never joined."""
+    means = server_means_ms(base)
+    return means.get("kubevino_batch_requests", 1e-3) * 1e3
+
+
 def measure(size: str, args: argparse.Namespace, clients: list[list[int]]) -> None:
-    throughput: dict[int, tuple[float, float]] = {}
+    throughput: dict[tuple[int, int], tuple[float, float, int, float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
         model = write_model(workdir / "bench", size=size)
         baseline_before = in_process_throughput(model, args.device, args.seconds)
         for workers in args.workers:
-            served = serving_args(workdir, args.device, "THROUGHPUT", workers)
-            with running_server(served, workdir) as server:
-                server.wait_ready()
-                nireq = server_nireq(server.rest)  # summed over the workers
-                concurrency = max(2, 2 * nireq)
-                # Several connections per client process when there are several workers: the
-                # kernel gives each connection to one worker.
-                connections = 1 if workers == 1 else 2 * workers
-                throughput[workers] = (
-                    served_throughput(
-                        "grpc", server.grpc, args.seconds, concurrency, clients, connections
-                    ),
-                    served_throughput("rest", server.rest, args.seconds, concurrency, clients),
-                )
+            for max_batch in args.batching:
+                served = serving_args(workdir, args.device, "THROUGHPUT", workers, max_batch)
+                with running_server(served, workdir) as server:
+                    server.wait_ready()
+                    nireq = server_nireq(server.rest)  # summed over the workers
+                    # Batches form only from requests that wait: keep a batch's worth waiting
+                    # per infer request.
+                    concurrency = max(2, nireq * (max_batch + 1) if max_batch > 1 else 2 * nireq)
+                    # Several connections per client process when there are several workers:
+                    # the kernel gives each connection to one worker.
+                    connections = 1 if workers == 1 else 2 * workers
+                    throughput[workers, max_batch] = (
+                        served_throughput(
+                            "grpc", server.grpc, args.seconds, concurrency, clients, connections
+                        ),
+                        served_throughput("rest", server.rest, args.seconds, concurrency, clients),
+                        concurrency,
+                        batch_mean(server.rest),
+                    )
         baseline_after = in_process_throughput(model, args.device, args.seconds)
 
         local = in_process_latencies(model, args.device, args.latency_requests)
@@ -351,6 +397,10 @@ def measure(size: str, args: argparse.Namespace, clients: list[list[int]]) -> No
             server.wait_ready()
             remote = grpc_latencies(server.grpc, args.latency_requests)
             inside = server_means_ms(server.rest)
+        # The pause one client leaves the server's infer request between calls, about: its
+        # round trip minus the inference.
+        pause = max(0.0, percentile(remote, 50) - percentile(local, 50))
+        paced = in_process_paced_latencies(model, args.device, args.latency_requests, pause)
 
     baseline = statistics.mean([baseline_before, baseline_after])
     spread = abs(baseline_before - baseline_after) / baseline
@@ -359,14 +409,17 @@ def measure(size: str, args: argparse.Namespace, clients: list[list[int]]) -> No
         f"in-process AsyncInferQueue        {baseline:8.1f} inf/s (before {baseline_before:.1f},"
         f" after {baseline_after:.1f}; drift {spread:.1%})"
     )
-    for workers, (over_grpc, over_rest) in throughput.items():
+    for (workers, max_batch), (over_grpc, over_rest, concurrency, mean_batch) in throughput.items():
         label = f"{workers} front end{'s' if workers > 1 else ''}"
+        if max_batch > 1:
+            label += f", batch <= {max_batch}"
+        detail = f"{concurrency} in flight, {mean_batch:.2f} requests per inference"
         print(
-            f"server gRPC, {label:12s}          {over_grpc:8.1f} inf/s  ratio "
-            f"{over_grpc / baseline:.3f}  (target >= 0.95)"
+            f"server gRPC, {label:24s}        {over_grpc:8.1f} inf/s  ratio "
+            f"{over_grpc / baseline:.3f}  (target >= 0.95; {detail})"
         )
         print(
-            f"server REST binary, {label:12s}   {over_rest:8.1f} inf/s  ratio "
+            f"server REST binary, {label:24s} {over_rest:8.1f} inf/s  ratio "
             f"{over_rest / baseline:.3f}  (target >= 0.95)"
         )
     print("latency, one client, LATENCY hint, 1 front end (engine in-process):")
@@ -377,9 +430,13 @@ def measure(size: str, args: argparse.Namespace, clients: list[list[int]]) -> No
             f"LATENCY p{q}: in-process {local_ms:.3f} ms, server gRPC {remote_ms:.3f} ms, "
             f"overhead {remote_ms - local_ms:+.3f} ms" + ("  (target <= 0.5 ms)" if q == 50 else "")
         )
+    request_ms = inside.get("ovms_request_time_us", 0)
+    paced_ms = percentile(paced, 50) * 1e3
     print(
-        f"  inside the server (means): request {inside.get('ovms_request_time_us', 0):.3f} ms, "
-        f"of which inference {inside.get('ovms_inference_time_us', 0):.3f} ms; the rest of the "
+        f"  inside the server (means): request {request_ms:.3f} ms, of which inference "
+        f"{inside.get('ovms_inference_time_us', 0):.3f} ms; in-process with {pause * 1e3:.2f} ms "
+        f"between calls (as the server sees them) p50 {paced_ms:.3f} ms: overhead inside the "
+        f"server {request_ms - paced_ms:+.3f} ms (target <= 0.5 ms); the rest of the end-to-end "
         "overhead is gRPC transport and the client"
     )
 
