@@ -488,6 +488,35 @@ class ModelCache(ApiModel):
     )
 
 
+class DynamicBatching(ApiModel):
+    """Requests that wait for the model at the same time run as one inference (kubevino
+    runtime, Tensor models)."""
+
+    cel_rules = (
+        Rule(
+            cel="!has(self.maxDelayMicroseconds) || self.maxDelayMicroseconds == 0 || "
+            "self.maxBatchSize > 1",
+            message="maxDelayMicroseconds waits for a batch to fill, but maxBatchSize 1 turns "
+            "batching off: raise maxBatchSize or drop the delay",
+            holds=lambda b: not b.max_delay_microseconds or b.max_batch_size > 1,
+        ),
+    )
+
+    max_batch_size: int = Field(
+        ge=1,
+        le=1024,
+        description="Most requests' rows one inference holds; 1 turns dynamic batching off. "
+        "Without batchSize, shape or shapes, the model's batch dimension becomes 1 to this.",
+    )
+    max_delay_microseconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="How long an idle infer request waits for a batch to fill. Default 0: only "
+        "requests already waiting join, so a lone request never waits.",
+    )
+
+
 class PerformanceSpec(ApiModel):
     """OpenVINO performance settings; typed fields win over nothing: set each in one place."""
 
@@ -514,6 +543,18 @@ class PerformanceSpec(ApiModel):
             _plugin_key_rule(key, field)
             for key, field in _TYPED_PLUGIN_KEYS.items()
             if key != "CACHE_DIR"
+        ),
+        Rule(
+            cel="!(has(self.dynamicBatching) && has(self.batchSize) && "
+            "self.dynamicBatching.maxBatchSize > 1)",
+            message="dynamicBatching joins requests along a dynamic batch dimension, which "
+            "batchSize fixes: remove batchSize (dynamicBatching makes the batch 1 to "
+            "maxBatchSize)",
+            holds=lambda p: (
+                p.dynamic_batching is None
+                or p.batch_size is None
+                or p.dynamic_batching.max_batch_size == 1
+            ),
         ),
         Rule(
             cel="!(has(self.pluginConfig) && 'CACHE_DIR' in self.pluginConfig)",
@@ -564,6 +605,11 @@ class PerformanceSpec(ApiModel):
     )
     model_cache: ModelCache | None = Field(
         default=None, description="Compiled-model cache (off unless set)."
+    )
+    dynamic_batching: DynamicBatching | None = Field(
+        default=None,
+        description="Join requests that wait at the same time into one inference (kubevino "
+        "runtime, Tensor models). Default: off.",
     )
     plugin_config: dict[str, IntOrString] | None = Field(
         default=None,
@@ -873,10 +919,10 @@ class ServingSpec(ApiModel):
         default=None,
         ge=1,
         le=64,
-        description="Server processes in each pod, sharing its ports (kubevino runtime only). "
-        "One process serves up to about a thousand requests a second; more lift that on many "
-        "cores, each holding its own copy of every model (memory and device memory grow with "
-        "it). Default 1.",
+        description="Front-end processes in each pod, sharing its ports (kubevino runtime "
+        "only). One serves up to about a thousand requests a second; more lift that on many "
+        "cores. They feed one engine process that holds the one compiled copy of the model. "
+        "Default 1.",
     )
     runtime: RuntimeChoice = Field(
         default="Auto",
@@ -892,7 +938,7 @@ _TARGET_CEL = (
 )
 _TEXT_CEL = "(has(self.generation) && has(self.generation.textGeneration))"
 _TEXT = "self.generation.textGeneration"
-_TENSOR_ONLY_PERFORMANCE = ("batchSize", "shape", "shapes", "numRequests")
+_TENSOR_ONLY_PERFORMANCE = ("batchSize", "shape", "shapes", "numRequests", "dynamicBatching")
 # GenAI properties the typed text generation fields set.
 _TYPED_GENAI_KEYS = ("MAX_PROMPT_LEN", "MIN_RESPONSE_LEN", "KV_CACHE_PRECISION")
 
@@ -943,9 +989,9 @@ def _generation_rules() -> tuple[Rule, ...]:
             cel=f"{_TASK_CEL} == 'Tensor' || !has(self.performance) || !("
             + " || ".join(f"has(self.performance.{name})" for name in _TENSOR_ONLY_PERFORMANCE)
             + ")",
-            message="performance.batchSize, shape, shapes and numRequests reshape and pool a "
-            "Tensor model's infer requests; a generative pipeline sizes itself: remove them "
-            "(spec.generation has its settings)",
+            message="performance.batchSize, shape, shapes, numRequests and dynamicBatching "
+            "reshape, pool and batch a Tensor model's infer requests; a generative pipeline "
+            "sizes and batches itself: remove them (spec.generation has its settings)",
             holds=lambda s: (
                 s.model.task == "Tensor"
                 or not set(_TENSOR_ONLY_PERFORMANCE) & set(_performance_fields(s))

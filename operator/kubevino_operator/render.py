@@ -114,6 +114,16 @@ def model_server_config(model: InferenceModel) -> dict[str, Any]:
             entry["shape"] = performance.shape
         if performance.shapes is not None:
             entry["shape"] = dict(sorted(performance.shapes.items()))
+        batching = performance.dynamic_batching
+        if (
+            batching is not None
+            and batching.max_batch_size > 1
+            and performance.shape is None
+            and performance.shapes is None
+        ):
+            # Requests join along a dynamic batch dimension; bounded, so OpenVINO can size
+            # its buffers, and a client's batch within the same bound.
+            entry["batch_size"] = f"1:{batching.max_batch_size}"
     return {"model_config_list": [{"config": entry}]}
 
 
@@ -461,7 +471,18 @@ def _server_args(
         args += ["--model_wait_seconds", str(MODEL_WAIT_SECONDS)]
         if model.spec.serving.workers is not None:
             args += ["--workers", str(model.spec.serving.workers)]
+        args += _batching_flags(model)
     return args
+
+
+def _batching_flags(model: InferenceModel) -> list[str]:
+    batching = model.spec.performance and model.spec.performance.dynamic_batching
+    if batching is None:
+        return []
+    flags = ["--max_dynamic_batch", str(batching.max_batch_size)]
+    if batching.max_delay_microseconds:
+        flags += ["--dynamic_batch_delay_us", str(batching.max_delay_microseconds)]
+    return flags
 
 
 def _probe(path: str, port: str, period: int, failures: int) -> dict[str, Any]:

@@ -163,11 +163,25 @@ def _runtime(model: InferenceModel, profiles: list[AcceleratorProfile]) -> Runti
             "OpenVINO has no plugin for it): set serving.runtime to ModelServer or Auto",
         )
     if asked == "ModelServer" or needs_model_server:
-        if model.spec.serving.workers is not None:
+        own = [
+            field
+            for field, value in (
+                ("serving.workers", model.spec.serving.workers),
+                (
+                    "performance.dynamicBatching",
+                    model.spec.performance and model.spec.performance.dynamic_batching,
+                ),
+            )
+            if value is not None
+        ]
+        if own:
+            named = " and ".join(own)
+            verb = (
+                "are kubevino runtime settings" if len(own) > 1 else "is a kubevino runtime setting"
+            )
             raise _refuse(
                 "RuntimeUnsupported",
-                "serving.workers is a kubevino runtime setting, but this model runs on the "
-                "ModelServer runtime: remove serving.workers",
+                f"{named} {verb}, but this model runs on the ModelServer runtime: remove {named}",
             )
         return "ModelServer"
     return "Kubevino"

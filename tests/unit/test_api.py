@@ -16,6 +16,7 @@ from kubevino_operator.api import (
     AllVersions,
     Autoscaling,
     DeviceSpec,
+    DynamicBatching,
     EmbeddingsSpec,
     GenerationSpec,
     HostPathSource,
@@ -76,6 +77,8 @@ plugin_keys = st.sets(
     shape=st.none() | st.just("(1,3,224,224)"),
     shapes=st.none() | st.just({"input": "auto"}),
     keys=st.none() | plugin_keys,
+    batch=st.none() | st.integers(1, 4),
+    batching=st.none() | st.tuples(st.integers(1, 8), st.none() | st.integers(0, 500)),
 )
 def test_performance_rules_agree_with_their_cel(
     hint: Any,
@@ -86,7 +89,18 @@ def test_performance_rules_agree_with_their_cel(
     shape: Any,
     shapes: Any,
     keys: Any,
+    batch: Any,
+    batching: Any,
 ) -> None:
+    dynamic = (
+        None
+        if batching is None
+        else DynamicBatching.model_construct(
+            max_batch_size=batching[0], max_delay_microseconds=batching[1]
+        )
+    )
+    if dynamic is not None:
+        _assert_twins_agree(dynamic)
     _assert_twins_agree(
         PerformanceSpec.model_construct(
             hint=hint,
@@ -97,6 +111,8 @@ def test_performance_rules_agree_with_their_cel(
             shape=shape,
             shapes=shapes,
             plugin_config=None if keys is None else dict.fromkeys(sorted(keys), "1"),
+            batch_size=batch,
+            dynamic_batching=dynamic,
         )
     )
 
@@ -258,6 +274,15 @@ REJECTED = [
         "not both",
     ),
     ({"performance": {"pluginConfig": {"CACHE_DIR": "/x"}}}, "use modelCache"),
+    (
+        {"performance": {"batchSize": 4, "dynamicBatching": {"maxBatchSize": 8}}},
+        "dynamicBatching joins requests along a dynamic batch dimension, which batchSize fixes",
+    ),
+    (
+        {"performance": {"dynamicBatching": {"maxBatchSize": 1, "maxDelayMicroseconds": 100}}},
+        "maxBatchSize 1 turns batching off",
+    ),
+    ({"performance": {"dynamicBatching": {"maxBatchSize": 0}}}, "greater than or equal to 1"),
     (
         {"device": {"targetDevice": "GPU"}, "performance": {"hint": "CUMULATIVE_THROUGHPUT"}},
         "needs an AUTO or MULTI",

@@ -373,6 +373,33 @@ def test_every_model_pod_serves_metrics_whichever_runtime() -> None:
     assert "--metrics_enable" in server(stock)["args"]
 
 
+def test_dynamic_batching_gives_the_model_a_bounded_batch_and_the_runtime_its_flags() -> None:
+    batching = {"dynamicBatching": {"maxBatchSize": 8, "maxDelayMicroseconds": 500}}
+    found = rendered(model(performance=batching))
+    args = server(found)["args"]
+    assert args[args.index("--max_dynamic_batch") + 1] == "8"
+    assert args[args.index("--dynamic_batch_delay_us") + 1] == "500"
+    assert model_server_config(found)["batch_size"] == "1:8"
+    # Without a delay, only the maximum is passed (the runtime's default delay is 0).
+    args = server(rendered(model(performance={"dynamicBatching": {"maxBatchSize": 4}})))["args"]
+    assert "--dynamic_batch_delay_us" not in args
+    # A shape the user gives is theirs: the batch dimension is not changed.
+    shaped = {"shape": "(-1,3,224,224)", "dynamicBatching": {"maxBatchSize": 4}}
+    assert "batch_size" not in model_server_config(rendered(model(performance=shaped)))
+    assert "--max_dynamic_batch" not in server(rendered(model()))["args"]
+    refused = refusal(
+        model(
+            device={"targetDevice": "MYRIAD"},
+            performance={"dynamicBatching": {"maxBatchSize": 4}},
+        )
+    )
+    assert refused.reason == "RuntimeUnsupported"
+    assert refused.message == (
+        "performance.dynamicBatching is a kubevino runtime setting, but this model runs on the "
+        "ModelServer runtime: remove performance.dynamicBatching"
+    )
+
+
 def test_server_workers_reach_the_kubevino_runtime_and_are_refused_for_model_server() -> None:
     args = server(rendered(model(serving={"workers": 3})))["args"]
     assert args[args.index("--workers") + 1] == "3"
