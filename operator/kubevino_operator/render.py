@@ -476,7 +476,8 @@ def _server_args(
 
 
 def _batching_flags(model: InferenceModel) -> list[str]:
-    batching = model.spec.performance and model.spec.performance.dynamic_batching
+    performance = model.spec.performance
+    batching = performance.dynamic_batching if performance is not None else None
     if batching is None:
         return []
     flags = ["--max_dynamic_batch", str(batching.max_batch_size)]

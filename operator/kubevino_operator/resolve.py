@@ -169,7 +169,7 @@ def _runtime(model: InferenceModel, profiles: list[AcceleratorProfile]) -> Runti
                 ("serving.workers", model.spec.serving.workers),
                 (
                     "performance.dynamicBatching",
-                    model.spec.performance and model.spec.performance.dynamic_batching,
+                    model.spec.performance.dynamic_batching if model.spec.performance else None,
                 ),
             )
             if value is not None
