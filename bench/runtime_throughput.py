@@ -157,8 +157,9 @@ async def rest_calls(
             nonlocal done
             while time.time() < deadline:
                 async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    assert response.status == 200
+                    answer = await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"HTTP {response.status}: {answer[:500]!r}")
                 done += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
