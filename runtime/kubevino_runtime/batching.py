@@ -23,19 +23,28 @@ from kubevino_runtime.served import TensorInfo
 SCAN_LIMIT_FACTOR: Final = 4
 
 
+# What --max_dynamic_batch auto turns on: measured to win on CPU (bench/README.md, "Dynamic
+# batching"); on other devices nothing is measured yet, so nothing changes there.
+AUTOMATIC_MAX_BATCH: Final = 8
+AUTOMATIC_DEVICES: Final = frozenset({"CPU"})
+
+
 @dataclass(frozen=True)
 class BatchingSettings:
-    """``--max_dynamic_batch`` and ``--dynamic_batch_delay_us``; a maximum of 1 is off."""
+    """``--max_dynamic_batch`` and ``--dynamic_batch_delay_us``; a maximum of 1 is off, and
+    ``automatic`` (the default) is AUTOMATIC_MAX_BATCH where it was measured to win."""
 
     max_batch: int = 1
     max_delay_us: int = 0
+    automatic: bool = False
 
     @property
     def enabled(self) -> bool:
-        return self.max_batch > 1
+        return self.automatic or self.max_batch > 1
 
 
 NO_BATCHING: Final = BatchingSettings()
+AUTOMATIC: Final = BatchingSettings(AUTOMATIC_MAX_BATCH, automatic=True)
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,10 @@ class Batchability:
 
 
 def batchability(
-    inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo], settings: BatchingSettings
+    inputs: Sequence[TensorInfo],
+    outputs: Sequence[TensorInfo],
+    settings: BatchingSettings,
+    execution_devices: Sequence[str] = ("CPU",),
 ) -> Batchability:
     if not settings.enabled:
         return Batchability(1, "dynamic batching is off (--max_dynamic_batch 1)")
@@ -64,6 +76,13 @@ def batchability(
                     f"{kind} {info.name}'s first dimension is fixed at {info.shape[0]}: give the "
                     "model a dynamic batch (batch_size -1 or a range such as 1:8)",
                 )
+    devices = {device.split(".")[0] for device in execution_devices}
+    if settings.automatic and not (devices and devices <= AUTOMATIC_DEVICES):
+        return Batchability(
+            1,
+            f"off by default on {', '.join(sorted(devices)) or 'this device'}: measured to win "
+            "on CPU only; --max_dynamic_batch N turns it on",
+        )
     limit = settings.max_batch
     for info in inputs:
         high = info.bounds[0][1]
@@ -71,7 +90,8 @@ def batchability(
             limit = high
     if limit < 2:
         return Batchability(1, "the model's batch dimension allows at most 1")
-    return Batchability(limit, f"up to {limit} rows per inference")
+    by = " (--max_dynamic_batch auto)" if settings.automatic else ""
+    return Batchability(limit, f"up to {limit} rows per inference{by}")
 
 
 class Waiting(Protocol):

@@ -186,7 +186,9 @@ class LoadedVersion(ServedVersion):
         self.execution_devices = list(_property(compiled, "EXECUTION_DEVICES", []))
         self.optimal_nireq = int(_property(compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1))
         self.streams = int(_property(compiled, "NUM_STREAMS", 0) or 0)
-        self.batching = batchability(self.inputs, self.outputs, batching)
+        self.batching = batchability(
+            self.inputs, self.outputs, batching, self.execution_devices or [config.target_device]
+        )
         self._delay_seconds = batching.max_delay_us / 1e6 if self.batching.limit > 1 else 0.0
         self._requests = [compiled.create_infer_request() for _ in range(nireq)]
         self._executor = ThreadPoolExecutor(nireq, thread_name_prefix=f"infer-{config.name}")

@@ -21,7 +21,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kubevino_runtime import __version__
-from kubevino_runtime.batching import BatchingSettings
 from kubevino_runtime.cpulimits import CpuAllowance, read_cpu_allowance
 from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.deviceaccess import (
@@ -68,6 +67,7 @@ from kubevino_runtime.repository import (
 )
 from kubevino_runtime.startup import (
     HeapTrimmer,
+    batching_settings,
     cache_dir,
     cannot_start,
     configure_logging,
@@ -284,7 +284,7 @@ def _registry(
         metrics,
         cache_dir(args),
         args.max_queue,
-        BatchingSettings(args.max_dynamic_batch, args.dynamic_batch_delay_us),
+        batching_settings(args),
     )
     registry.compile_target = lambda target: devices.judge(target).compile_as or target
     registry.set_configs(configs)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from kubevino_runtime import __version__
+from kubevino_runtime.batching import AUTOMATIC, AUTOMATIC_MAX_BATCH, BatchingSettings
 from kubevino_runtime.generative.settings import (
     IR_MODEL_FLAGS,
     check_generation_flags,
@@ -179,11 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     own.add_argument(
         "--max_dynamic_batch",
-        type=positive_integer,
-        default=1,
+        type=dynamic_batch,
+        default="auto",
         help="join up to this many waiting requests' rows into one inference, for models "
         "whose inputs and outputs have a dynamic first (batch) dimension; 1 turns dynamic "
-        "batching off (default 1)",
+        f"batching off; auto (the default): {AUTOMATIC_MAX_BATCH} on CPU, off elsewhere",
     )
     own.add_argument(
         "--dynamic_batch_delay_us",
@@ -222,6 +223,11 @@ def _add_generation_flags(parser: argparse.ArgumentParser) -> None:
 
 def refused_dest(name: str) -> str:
     return "refused_" + name.lstrip("-").replace("-", "_")
+
+
+def dynamic_batch(text: str) -> str | int:
+    """``auto``, or the most requests' rows one inference holds."""
+    return text if text == "auto" else positive_integer(text)
 
 
 def positive_integer(text: str) -> int:
@@ -296,20 +302,28 @@ def validate_arguments(args: argparse.Namespace) -> None:
 
 
 def _check_dynamic_batching(args: argparse.Namespace) -> None:
-    if args.max_dynamic_batch > MAX_DYNAMIC_BATCH:
-        raise UsageError(f"--max_dynamic_batch must be from 1 to {MAX_DYNAMIC_BATCH}")
+    given = args.max_dynamic_batch
+    if given != "auto" and given > MAX_DYNAMIC_BATCH:
+        raise UsageError(f"--max_dynamic_batch must be auto or from 1 to {MAX_DYNAMIC_BATCH}")
     if not 0 <= args.dynamic_batch_delay_us <= MAX_BATCH_DELAY_US:
         raise UsageError(f"--dynamic_batch_delay_us must be from 0 to {MAX_BATCH_DELAY_US}")
-    if args.dynamic_batch_delay_us and args.max_dynamic_batch == 1:
+    if args.dynamic_batch_delay_us and given in ("auto", 1):
         raise UsageError(
-            "--dynamic_batch_delay_us waits for a batch to fill, but --max_dynamic_batch 1 "
-            "turns batching off: give --max_dynamic_batch 2 or more, or drop the delay"
+            f"--dynamic_batch_delay_us waits for a batch to fill, but --max_dynamic_batch "
+            f"{given} {'may turn batching off' if given == 'auto' else 'turns batching off'}: "
+            "give --max_dynamic_batch 2 or more, or drop the delay"
         )
-    if args.task is not None and args.max_dynamic_batch > 1:
+    if args.task is not None and given not in ("auto", 1):
         raise UsageError(
             "--max_dynamic_batch joins tensor requests; with --task the pipeline batches "
             "continuously (--max_num_seqs, --max_num_batched_tokens): drop it"
         )
+
+
+def batching_settings(args: argparse.Namespace) -> BatchingSettings:
+    if args.max_dynamic_batch == "auto":
+        return AUTOMATIC
+    return BatchingSettings(args.max_dynamic_batch, args.dynamic_batch_delay_us)
 
 
 def _check_grpc_workers(count: int) -> None:

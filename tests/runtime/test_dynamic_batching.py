@@ -175,6 +175,35 @@ def test_under_load_waiting_requests_join_without_any_delay(
         assert inferences < 16
 
 
+@pytest.mark.parametrize("asked", [None, "1"])
+def test_by_default_a_cpu_model_with_a_dynamic_batch_joins_waiting_requests_and_1_turns_it_off(
+    tmp_path: Path, model_dir: Path, asked: str | None
+) -> None:
+    images = _images(16, seed=7)
+    expected = _in_process(model_dir, images)
+    args = [
+        *("--model_path", str(model_dir), "--model_name", "default", "--nireq", "1"),
+        *("--batch_size", "-1", "--metrics_enable"),
+        *(["--max_dynamic_batch", asked] if asked else []),
+    ]
+    with running_server(args, tmp_path) as server:
+        server.wait_ready()
+        report = _batching_report(server)
+        results = _all_at_once([_grpc_call(server, "default", image) for image in images])
+        _assert_each_got_its_own(results, expected)
+        inferences, requests = _batches(server, "default")
+        assert requests == 16
+        if asked is None:
+            assert report == {
+                "maxBatch": 8,
+                "reason": "up to 8 rows per inference (--max_dynamic_batch auto)",
+            }
+            assert inferences < 16
+        else:
+            assert report["maxBatch"] == 1
+            assert inferences == 16
+
+
 def test_a_client_that_leaves_while_waiting_for_its_batch_is_dropped_from_it(
     tmp_path: Path, model_dir: Path
 ) -> None:

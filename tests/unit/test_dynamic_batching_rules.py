@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from kubevino_runtime.batching import (
+    AUTOMATIC,
+    Batchability,
     BatchingSettings,
     batchability,
     next_batch,
@@ -67,6 +69,21 @@ def test_a_version_without_a_batch_dimension_does_not_batch_and_says_why(
     found = batchability(inputs, outputs, ON)
     assert found.limit == 1
     assert found.reason.startswith(reason)
+
+
+def test_by_default_cpu_versions_that_can_batch_do_so_up_to_eight_and_others_do_not() -> None:
+    assert batchability([IMAGES], [SCORES], AUTOMATIC, ["CPU"]) == (
+        Batchability(8, "up to 8 rows per inference (--max_dynamic_batch auto)")
+    )
+    on_gpu = batchability([IMAGES], [SCORES], AUTOMATIC, ["GPU.0"])
+    assert on_gpu == Batchability(
+        1, "off by default on GPU: measured to win on CPU only; --max_dynamic_batch N turns it on"
+    )
+    assert batchability([IMAGES], [SCORES], AUTOMATIC, ["GPU.0", "CPU"]).limit == 1
+    # Asked for by number, it batches wherever the model can.
+    assert batchability([IMAGES], [SCORES], ON, ["GPU.0"]).limit == 8
+    fixed = _tensor("input", (1, 1), (3, 3))
+    assert batchability([fixed], [SCORES], AUTOMATIC, ["CPU"]).limit == 1
 
 
 def test_a_maximum_of_one_is_off() -> None:

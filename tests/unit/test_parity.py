@@ -407,15 +407,20 @@ def test_a_cloud_model_path_is_refused_with_the_way_to_fetch_it(
         (["--nireq", "-1"], "--nireq must be 0 (the optimal number) or more"),
         (["--file_system_poll_wait_seconds", "-1"], "must be 0 (never) or more"),
         (["--max_dynamic_batch", "0"], "argument --max_dynamic_batch: must be 1 or more"),
-        (["--max_dynamic_batch", "2000"], "--max_dynamic_batch must be from 1 to 1024"),
+        (["--max_dynamic_batch", "2000"], "--max_dynamic_batch must be auto or from 1 to 1024"),
+        (["--max_dynamic_batch", "many"], "argument --max_dynamic_batch: invalid dynamic_batch"),
         (
             ["--max_dynamic_batch", "4", "--dynamic_batch_delay_us", "-5"],
             "--dynamic_batch_delay_us must be from 0 to 1000000",
         ),
         (
-            ["--dynamic_batch_delay_us", "500"],
+            ["--max_dynamic_batch", "1", "--dynamic_batch_delay_us", "500"],
             "--dynamic_batch_delay_us waits for a batch to fill, but --max_dynamic_batch 1 turns "
             "batching off: give --max_dynamic_batch 2 or more, or drop the delay",
+        ),
+        (
+            ["--dynamic_batch_delay_us", "500"],
+            "but --max_dynamic_batch auto may turn batching off: give --max_dynamic_batch 2 or",
         ),
         (
             ["--task", "text_generation", "--max_dynamic_batch", "4"],
