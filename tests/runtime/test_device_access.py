@@ -234,6 +234,11 @@ def test_auto_with_cpu_among_its_candidates_serves_and_reports_what_it_chose(
                 "streams": 0,  # AUTO does not say how many streams its CPU choice runs
                 "inferRequests": 1,
                 "optimalInferRequests": 1,
+                "dynamicBatching": {
+                    "maxBatch": 1,
+                    "reason": "input input's first dimension is fixed at 1: give the model a "
+                    "dynamic batch (batch_size -1 or a range such as 1:8)",
+                },
                 "enginePid": server.process.pid,  # one front end: the engine is in-process
             }
         ]
