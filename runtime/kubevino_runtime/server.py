@@ -30,6 +30,7 @@ from kubevino_runtime.deviceaccess import (
 )
 from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported, default_target
 from kubevino_runtime.enginehost import EngineHost
+from kubevino_runtime.forked import Launcher
 from kubevino_runtime.generative.answers import GenAiAnswers
 from kubevino_runtime.generative.openai_http import OpenAiRoutes, openai_errors
 from kubevino_runtime.generative.service import GenerativeService
@@ -394,6 +395,7 @@ async def serve_engines(
     heap_trim: tuple[HeapTrimmer | None, int] = (None, 0),
     cpu: CpuAllowance | None = None,
     generative: GenerativeSettings | None = None,
+    launcher: Launcher | None = None,
 ) -> int:
     """The engine process of ``--workers N``: every model version compiled once here (or the
     one generative pipeline of ``--task``), N front-end processes speaking the protocols
@@ -402,7 +404,17 @@ async def serve_engines(
     share_metrics(metrics_dir)
     try:
         return await _serve_engines(
-            args, argv, configs, core, devices, metrics_dir, families, heap_trim, cpu, generative
+            args,
+            argv,
+            configs,
+            core,
+            devices,
+            metrics_dir,
+            families,
+            heap_trim,
+            cpu,
+            generative,
+            launcher,
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -419,13 +431,14 @@ async def _serve_engines(
     heap_trim: tuple[HeapTrimmer | None, int],
     cpu: CpuAllowance | None,
     generative: GenerativeSettings | None,
+    launcher: Launcher | None,
 ) -> int:
     metrics, registry = _registry(args, configs, core, devices)
     service = _generative_service(generative, registry, core, metrics)
     plane = DataPlane(registry, metrics, generative=service)
     server = Server(args, registry, plane, devices, core, families, generative=service, cpu=cpu)
     server.config_mtime = server._config_mtime()
-    front_ends = FrontEnds(argv, args.workers, args.shutdown_grace_seconds, metrics_dir)
+    front_ends = FrontEnds(argv, args.workers, args.shutdown_grace_seconds, metrics_dir, launcher)
 
     def describe() -> dict[str, Any]:
         families = server.families
@@ -547,8 +560,17 @@ async def _give_up_after(
     stop.set()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def main(argv: Sequence[str] | None = None, launcher: Launcher | None = None) -> int:
+    """``launcher``: the front ends' launcher, forked before OpenVINO was imported (``entry``,
+    the console script's entry point); started here where needed if not given."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv), launcher)
+    finally:
+        if launcher is not None:
+            launcher.close()  # unused: the server stopped before its front ends started
+
+
+def _main(argv: list[str], launcher: Launcher | None) -> int:
     group = WorkerGroup.from_environment()
     try:
         args = parse_arguments(argv)
@@ -610,6 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 heap_trim=heap_trim,
                 cpu=cpu,
                 generative=generative,
+                launcher=launcher,
             )
         )
     return asyncio.run(
