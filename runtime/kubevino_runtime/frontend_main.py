@@ -25,7 +25,7 @@ from pathlib import Path
 from kubevino_runtime.forked import LAUNCHER_CONTROL_FD_ENV, name_process, receive_launch
 from kubevino_runtime.frontserver import serve_front_end
 from kubevino_runtime.parity import UsageError
-from kubevino_runtime.startup import configure_logging, parse_arguments
+from kubevino_runtime.startup import configure_logging, one_malloc_arena, parse_arguments
 from kubevino_runtime.workers import METRICS_DIR_ENV, FrontEndRole, share_metrics
 
 NOT_STARTED_BY_ENGINE = "kubevino_runtime.frontend_main is started by kubevino-serve --workers N\n"
@@ -95,6 +95,7 @@ def run_launcher(args: argparse.Namespace, control: socket.socket) -> int:
 
 def _serve(args: argparse.Namespace, role: FrontEndRole) -> int:
     name_process(f"kubevino-fe {role.index}")
+    one_malloc_arena()
     configure_logging(args, f" [front end {role.index}]")
     return asyncio.run(serve_front_end(args, role))
 

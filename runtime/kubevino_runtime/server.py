@@ -11,7 +11,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -74,6 +74,7 @@ from kubevino_runtime.startup import (
     heap_trim_minutes,
     metrics_families_from_flag,
     parse_arguments,
+    release_free_heap,
 )
 from kubevino_runtime.termination import write_termination_message
 from kubevino_runtime.workers import (
@@ -257,19 +258,6 @@ class Server:
                 await self.registry.refresh()
             except Exception:
                 log.exception("repository scan failed")
-
-
-async def release_free_heap(
-    minutes: float,
-    trimmer: HeapTrimmer,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Model Server's sequence cleaner also returns freed heap memory to the system at its
-    interval; with no sequences here, that is all it does."""
-    while True:
-        await sleep(minutes * 60)
-        await asyncio.to_thread(trimmer.trim)
-        log.debug("returned freed heap memory to the system (malloc_trim)")
 
 
 def _registry(
