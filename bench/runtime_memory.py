@@ -16,8 +16,12 @@ front ends) of
   needs root and a memory controller, else left out,
 
 and the ratio of each to the one-front-end server. Issue 17's target: 4 front ends <= 1.3x one
-process (RSS), for the ResNet-50-sized model. Before the engine split, N workers were N complete
-servers, each with its own compiled model: ``N x`` the one-process figure is printed beside it.
+process, for the ResNet-50-sized model, judged on the cgroup's count (the pod's charge; summed
+RSS counts every shared page once per process). Before the engine split, N workers were N
+complete servers, each with its own compiled model: ``N x`` the one-process figure is printed
+beside it. A first server, not measured, reads the interpreter's and libraries' files (and
+writes the bytecode caches), as a node's earlier pods of the image have: otherwise the first
+measured server's cgroup is charged for them.
 
     python bench/runtime_memory.py [--counts 1,2,4] [--sizes resnet50] [--requests 50]
         [--starts fork,spawn]
@@ -87,6 +91,14 @@ def evict_from_page_cache(directory: Path) -> None:
                 os.close(fd)
 
 
+def prime(workdir: Path, count: int, start: str) -> None:
+    served = [*("--model_path", str(workdir / "bench"), "--model_name", "bench")]
+    with running_server(
+        [*served, "--workers", str(count)], workdir, env={START_METHOD_ENV: start}
+    ) as server:
+        server.wait_ready(180)
+
+
 def warm_up(rest: str, grpc: str, requests: int) -> None:
     """Traffic over both protocols and many connections, so every front end has made its
     slots and buffers, and the engine its infer requests' memory."""
@@ -120,6 +132,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as scratch:
             workdir = Path(scratch)
             write_model(workdir / "bench", size=size)
+            prime(workdir, max(counts), start)
             measured: dict[int, tuple[int, int, int, dict[str, int] | None]] = {}
             for count in counts:
                 served = [
@@ -161,7 +174,7 @@ def main() -> int:
                 f"[{count} complete servers, as before the split: RSS "
                 f"{count * one_rss / 1024:7.1f}]"
             )
-        print("target: 4 front ends <= 1.3x one process (RSS)")
+        print("target: 4 front ends <= 1.3x one process (the cgroup's count)")
     return 0
 
 

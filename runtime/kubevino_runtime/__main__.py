@@ -2,6 +2,6 @@
 
 import sys
 
-from kubevino_runtime.server import main
+from kubevino_runtime.entry import main
 
 sys.exit(main())

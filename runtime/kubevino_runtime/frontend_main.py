@@ -1,11 +1,13 @@
 """``python -m kubevino_runtime.frontend_main <flags>``: the front ends of ``--workers N``,
 started by the engine process with the same flags.
 
-A fresh interpreter that imports only what speaks the protocols (aiohttp, grpc, protobuf,
-numpy, prometheus_client): never OpenVINO, OpenVINO GenAI or the engine's modules, and none of
-the engine process's heap (tests/runtime/test_workers.py checks what a front end has loaded).
-Given one channel it is one front end; given several it is the launcher that forks a front end
-per channel after importing once (forked.py; bench/runtime_memory.py measures both ways).
+Imports only what speaks the protocols (aiohttp, grpc, protobuf, numpy, prometheus_client):
+never OpenVINO, OpenVINO GenAI or the engine's modules, and none of the engine process's heap
+(tests/runtime/test_workers.py checks what a front end has loaded). Given one channel it is one
+front end (``KUBEVINO_FRONT_END_START=spawn``); given a control socket it is the launcher,
+which forks a front end per channel the engine process sends it (forked.py; the engine process
+usually forks the launcher itself at start and calls ``run_launcher``; bench/runtime_memory.py
+measures the ways).
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import asyncio
 import gc
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from kubevino_runtime.forked import LAUNCHER_CONTROL_FD_ENV, name_process, receive_launch
 from kubevino_runtime.frontserver import serve_front_end
 from kubevino_runtime.parity import UsageError
-from kubevino_runtime.startup import configure_logging, parse_arguments
-from kubevino_runtime.workers import LAUNCHER_CHANNEL_FDS_ENV, LAUNCHER_PIDS_FD_ENV, FrontEndRole
+from kubevino_runtime.startup import configure_logging, one_malloc_arena, parse_arguments
+from kubevino_runtime.workers import METRICS_DIR_ENV, FrontEndRole, share_metrics
 
 NOT_STARTED_BY_ENGINE = "kubevino_runtime.frontend_main is started by kubevino-serve --workers N\n"
 
@@ -32,13 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:  # the engine process parsed the same flags: not expected
         sys.stderr.write(f"kubevino-serve front end cannot start: {error}\n")
         return 2
-    channels = os.environ.get(LAUNCHER_CHANNEL_FDS_ENV)
-    if channels:
-        if args.task:  # OpenAI's front-end modules, imported once for all (see frontserver)
-            import kubevino_runtime.generative.openai_http
-            import kubevino_runtime.generative.remote  # noqa: F401
-        pids_fd = int(os.environ[LAUNCHER_PIDS_FD_ENV])
-        return _fork_front_ends(args, [int(fd) for fd in channels.split(",")], pids_fd)
+    control = os.environ.get(LAUNCHER_CONTROL_FD_ENV)
+    if control:
+        import_front_end_modules(args)
+        return run_launcher(args, socket.socket(fileno=int(control)))
     role = FrontEndRole.from_environment()
     if role is None:
         sys.stderr.write(NOT_STARTED_BY_ENGINE)
@@ -46,15 +48,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _serve(args, role)
 
 
-def _serve(args: argparse.Namespace, role: FrontEndRole) -> int:
-    configure_logging(args, f" [front end {role.index}]")
-    return asyncio.run(serve_front_end(args, role))
+def import_front_end_modules(args: argparse.Namespace) -> None:
+    """What a front end imports beyond this module's imports, so the launcher imports it once
+    for all its front ends."""
+    if args.task:  # OpenAI's front-end modules (see frontserver)
+        import kubevino_runtime.generative.openai_http
+        import kubevino_runtime.generative.remote  # noqa: F401
 
 
-def _fork_front_ends(args: argparse.Namespace, channel_fds: list[int], pids_fd: int) -> int:
-    """Fork one front end per channel; write their pids to ``pids_fd`` for the engine process
-    and exit (it adopts them). Every module a front end needs is imported by now (this
-    module's imports)."""
+def run_launcher(args: argparse.Namespace, control: socket.socket) -> int:
+    """Wait for the engine process's environment and channels on ``control``, fork one front
+    end per channel, answer their pids on ``control`` and return (the launcher exits; the
+    engine process adopts them). Every module a front end needs is imported by now."""
+    name_process("kubevino-launch")
+    launch = receive_launch(control, args.workers)
+    if launch is None:
+        return 0
+    environment, channel_fds = launch
+    os.environ.clear()
+    os.environ.update(environment)
+    if METRICS_DIR_ENV in environment:  # prometheus_client chose its store before it was set
+        share_metrics(Path(environment[METRICS_DIR_ENV]))
     gc.collect()
     gc.freeze()  # the collector leaves the shared objects' pages alone in the children
     pids = []
@@ -63,7 +77,8 @@ def _fork_front_ends(args: argparse.Namespace, channel_fds: list[int], pids_fd: 
         if pid == 0:
             status = 1
             try:
-                for other in [*channel_fds, pids_fd]:
+                control.close()
+                for other in channel_fds:
                     if other != fd:
                         os.close(other)
                 status = _serve(args, FrontEndRole(index, fd))
@@ -73,9 +88,16 @@ def _fork_front_ends(args: argparse.Namespace, channel_fds: list[int], pids_fd: 
                 logging.shutdown()
                 os._exit(status)  # never back into the launcher's code
         pids.append(pid)
-    os.write(pids_fd, " ".join(str(pid) for pid in pids).encode())
-    os.close(pids_fd)
+    control.send(" ".join(str(pid) for pid in pids).encode())
+    control.close()
     return 0
+
+
+def _serve(args: argparse.Namespace, role: FrontEndRole) -> int:
+    name_process(f"kubevino-fe {role.index}")
+    one_malloc_arena()
+    configure_logging(args, f" [front end {role.index}]")
+    return asyncio.run(serve_front_end(args, role))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from kubevino_runtime.dataplane import DataPlane
 from kubevino_runtime.frontend import EngineLink
 from kubevino_runtime.listeners import application, listen, stop_on_signals
 from kubevino_runtime.metrics import Metrics
+from kubevino_runtime.startup import HeapTrimmer, heap_trim_minutes, release_free_heap
 from kubevino_runtime.workers import FrontEndRole
 
 if TYPE_CHECKING:
@@ -69,7 +70,16 @@ async def serve_front_end(args: argparse.Namespace, role: FrontEndRole) -> int:
     runner, grpc_server = await listen(args, plane, app, reuse_port=True)
     link.hello()
     log.info("front end %d serving (pid %d)", role.index, os.getpid())
+    # Request bodies freed after a burst stay in this process's heap until trimmed, as in the
+    # engine process (the same interval).
+    trimmer = HeapTrimmer.from_libc()
+    minutes = heap_trim_minutes(args, trimmer)
+    trimming = None
+    if trimmer is not None and minutes:
+        trimming = asyncio.get_running_loop().create_task(release_free_heap(minutes, trimmer))
     await stop.wait()
+    if trimming is not None:
+        trimming.cancel()
     link.registry.shutting_down = True
     grace = args.shutdown_grace_seconds
     await asyncio.gather(grpc_server.stop(grace), runner.cleanup())

@@ -346,9 +346,9 @@ TABLE: Final[tuple[Borrowed, ...]] = (
         A,
         OK,
         "every N minutes (default "
-        "5, 0: never) freed heap memory is returned to the system (malloc_trim), Model "
-        "Server's other use of this interval; no sequences to clean, stateful models "
-        "being refused",
+        "5, 0: never) freed heap memory is returned to the system (malloc_trim; with "
+        "--workers, by the engine process and every front end), Model Server's other use "
+        "of this interval; no sequences to clean, stateful models being refused",
     ),
     Borrowed(
         "--custom_node_resources_cleaner_interval_seconds",

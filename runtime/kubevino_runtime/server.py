@@ -11,7 +11,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +30,7 @@ from kubevino_runtime.deviceaccess import (
 )
 from kubevino_runtime.engine import UnsupportedDeviceError, check_target_supported, default_target
 from kubevino_runtime.enginehost import EngineHost
+from kubevino_runtime.forked import Launcher
 from kubevino_runtime.generative.answers import GenAiAnswers
 from kubevino_runtime.generative.openai_http import OpenAiRoutes, openai_errors
 from kubevino_runtime.generative.service import GenerativeService
@@ -74,6 +75,7 @@ from kubevino_runtime.startup import (
     heap_trim_minutes,
     metrics_families_from_flag,
     parse_arguments,
+    release_free_heap,
 )
 from kubevino_runtime.termination import write_termination_message
 from kubevino_runtime.workers import (
@@ -260,19 +262,6 @@ class Server:
                 log.exception("repository scan failed")
 
 
-async def release_free_heap(
-    minutes: float,
-    trimmer: HeapTrimmer,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Model Server's sequence cleaner also returns freed heap memory to the system at its
-    interval; with no sequences here, that is all it does."""
-    while True:
-        await sleep(minutes * 60)
-        await asyncio.to_thread(trimmer.trim)
-        log.debug("returned freed heap memory to the system (malloc_trim)")
-
-
 def _registry(
     args: argparse.Namespace, configs: list[ModelConfig], core: ov.Core, devices: DeviceReport
 ) -> tuple[Metrics, ModelRegistry]:
@@ -402,6 +391,7 @@ async def serve_engines(
     heap_trim: tuple[HeapTrimmer | None, int] = (None, 0),
     cpu: CpuAllowance | None = None,
     generative: GenerativeSettings | None = None,
+    launcher: Launcher | None = None,
 ) -> int:
     """The engine process of ``--workers N``: every model version compiled once here (or the
     one generative pipeline of ``--task``), N front-end processes speaking the protocols
@@ -410,7 +400,17 @@ async def serve_engines(
     share_metrics(metrics_dir)
     try:
         return await _serve_engines(
-            args, argv, configs, core, devices, metrics_dir, families, heap_trim, cpu, generative
+            args,
+            argv,
+            configs,
+            core,
+            devices,
+            metrics_dir,
+            families,
+            heap_trim,
+            cpu,
+            generative,
+            launcher,
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -427,13 +427,14 @@ async def _serve_engines(
     heap_trim: tuple[HeapTrimmer | None, int],
     cpu: CpuAllowance | None,
     generative: GenerativeSettings | None,
+    launcher: Launcher | None,
 ) -> int:
     metrics, registry = _registry(args, configs, core, devices)
     service = _generative_service(generative, registry, core, metrics)
     plane = DataPlane(registry, metrics, generative=service)
     server = Server(args, registry, plane, devices, core, families, generative=service, cpu=cpu)
     server.config_mtime = server._config_mtime()
-    front_ends = FrontEnds(argv, args.workers, args.shutdown_grace_seconds, metrics_dir)
+    front_ends = FrontEnds(argv, args.workers, args.shutdown_grace_seconds, metrics_dir, launcher)
 
     def describe() -> dict[str, Any]:
         families = server.families
@@ -555,8 +556,17 @@ async def _give_up_after(
     stop.set()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def main(argv: Sequence[str] | None = None, launcher: Launcher | None = None) -> int:
+    """``launcher``: the front ends' launcher, forked before OpenVINO was imported (``entry``,
+    the console script's entry point); started here where needed if not given."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv), launcher)
+    finally:
+        if launcher is not None:
+            launcher.close()  # unused: the server stopped before its front ends started
+
+
+def _main(argv: list[str], launcher: Launcher | None) -> int:
     group = WorkerGroup.from_environment()
     try:
         args = parse_arguments(argv)
@@ -618,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 heap_trim=heap_trim,
                 cpu=cpu,
                 generative=generative,
+                launcher=launcher,
             )
         )
     return asyncio.run(

@@ -9,6 +9,7 @@ unknown flag, also exit 64, as in Model Server.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import ctypes.util
 import ipaddress
@@ -16,7 +17,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -30,6 +31,8 @@ from kubevino_runtime.generative.settings import (
 )
 from kubevino_runtime.metrics import UnknownFamilyError, families_from_list
 from kubevino_runtime.parity import EXIT_USAGE, UsageError, flag, refuse, refused_flags
+
+log = logging.getLogger("kubevino.server")
 
 # Model Server's log levels, as Python's (nothing here logs below DEBUG).
 LOG_LEVELS: Final = {
@@ -437,3 +440,31 @@ class HeapTrimmer:
         if malloc_trim is None:
             return None
         return cls(lambda: malloc_trim(0))
+
+
+_M_ARENA_MAX: Final = -8  # glibc's mallopt parameter
+
+
+def one_malloc_arena() -> None:
+    """Have every thread of this process allocate from glibc's main arena. A front end's
+    gRPC threads (its event engine's pool) would otherwise each make an arena and keep what
+    they freed there, ≈1 MiB per front end (bench/runtime_memory.py); its Python thread holds
+    the GIL for most of its work, so they seldom contend for the lock. Call before the threads
+    start; nothing where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    mallopt = getattr(ctypes.CDLL(name), "mallopt", None) if name else None
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, 1)
+
+
+async def release_free_heap(
+    minutes: float,
+    trimmer: HeapTrimmer,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Model Server's sequence cleaner also returns freed heap memory to the system at its
+    interval; with no sequences here, that is all it does."""
+    while True:
+        await sleep(minutes * 60)
+        await asyncio.to_thread(trimmer.trim)
+        log.debug("returned freed heap memory to the system (malloc_trim)")

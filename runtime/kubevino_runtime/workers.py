@@ -29,14 +29,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from kubevino_runtime.forked import Launcher
 
 log = logging.getLogger("kubevino.workers")
 
 FRONT_END_INDEX_ENV = "KUBEVINO_FRONT_END_INDEX"
 ENGINE_CHANNEL_FD_ENV = "KUBEVINO_ENGINE_CHANNEL_FD"
-LAUNCHER_CHANNEL_FDS_ENV = "KUBEVINO_FRONT_END_CHANNEL_FDS"
-LAUNCHER_PIDS_FD_ENV = "KUBEVINO_FRONT_END_PIDS_FD"
 # How front ends start: "fork" (one launcher imports once, forks them all: pages shared
 # copy-on-write) or "spawn" (a fresh interpreter each); bench/runtime_memory.py compares them.
 START_METHOD_ENV = "KUBEVINO_FRONT_END_START"
@@ -96,6 +97,12 @@ class FrontEndRole:
         return cls(int(os.environ.get(FRONT_END_INDEX_ENV, "0")), int(fd))
 
 
+def forks_front_ends() -> bool:
+    """Whether front ends are forked from one launcher (the default), not each a fresh
+    interpreter."""
+    return os.environ.get(START_METHOD_ENV, "fork") != "spawn"
+
+
 def share_metrics(directory: Path) -> None:
     """Count this process's metrics in ``directory``, with its front ends' (they inherit the
     setting). prometheus_client picks its value store when imported, before the flags say
@@ -126,12 +133,19 @@ class FrontEnds:
     """The engine process's front-end processes: started, watched, stopped."""
 
     def __init__(
-        self, argv: Sequence[str], count: int, grace_seconds: float, metrics_dir: Path
+        self,
+        argv: Sequence[str],
+        count: int,
+        grace_seconds: float,
+        metrics_dir: Path,
+        launcher: Launcher | None = None,
     ) -> None:
+        """``launcher``: the one forked at start (``entry``), if any."""
         self.argv = list(argv)
         self.count = count
         self.grace_seconds = grace_seconds
         self.metrics_dir = metrics_dir
+        self.launcher = launcher
         self.processes: list[FrontEndProcess] = []
 
     @property
@@ -139,42 +153,27 @@ class FrontEnds:
         return [process.pid for process in self.processes]
 
     async def start(self, connect: Callable[[int, socket.socket], None]) -> None:
-        if os.environ.get(START_METHOD_ENV, "fork") == "spawn":
+        if not forks_front_ends():
             await self._spawn(connect)
         else:
             await self._fork(connect)
         log.info("front ends started: pids %s", ", ".join(str(pid) for pid in self.pids))
 
     async def _fork(self, connect: Callable[[int, socket.socket], None]) -> None:
-        """One launcher interpreter imports the front end's modules once and forks the front
-        ends (forked.py), then exits: they become this process's children."""
+        """The launcher imported the front end's modules once and forks the front ends
+        (forked.py), then exits: they become this process's children."""
         from kubevino_runtime.channel import socket_pair
-        from kubevino_runtime.forked import AdoptedProcess, become_subreaper
+        from kubevino_runtime.forked import AdoptedProcess, Launcher, become_subreaper
 
         become_subreaper()
+        launcher = self.launcher or await Launcher.start(self.argv)
+        self.launcher = None
         pairs = [socket_pair() for _ in range(self.count)]
-        front_end_fds = [front_end_end.fileno() for _, front_end_end in pairs]
-        pids_read, pids_written = os.pipe()  # the launcher writes the front ends' pids
-        launcher = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "kubevino_runtime.frontend_main",
-            *self.argv,
-            env={
-                **os.environ,
-                LAUNCHER_CHANNEL_FDS_ENV: ",".join(map(str, front_end_fds)),
-                LAUNCHER_PIDS_FD_ENV: str(pids_written),
-            },
-            pass_fds=(*front_end_fds, pids_written),
-        )
-        os.close(pids_written)
-        for _, front_end_end in pairs:
-            front_end_end.close()
-        said = await asyncio.to_thread(_read_to_end, pids_read)
-        await launcher.wait()
-        pids = [int(pid) for pid in said.split()]
-        if launcher.returncode != 0 or len(pids) != self.count:
-            raise RuntimeError(f"the front-end launcher failed (status {launcher.returncode})")
+        try:
+            pids = await launcher.launch([front_end_end for _, front_end_end in pairs])
+        finally:
+            for _, front_end_end in pairs:
+                front_end_end.close()
         for index, ((engine_end, _), pid) in enumerate(zip(pairs, pids, strict=True)):
             self.processes.append(AdoptedProcess(pid))
             connect(index, engine_end)
@@ -230,11 +229,6 @@ class FrontEnds:
             _forget_metrics_of(process.pid, self.metrics_dir)
         failures = [p.returncode for p in self.processes if p.returncode]
         return exit_status(failures[0]) if failures else None
-
-
-def _read_to_end(fd: int) -> bytes:
-    with os.fdopen(fd, "rb") as pipe:
-        return pipe.read()
 
 
 def exit_status(returncode: int) -> int:

@@ -118,18 +118,20 @@ def running_server(
     unprivileged: bool = False,
     dev: Path | None = None,
     cgroup: Path | None = None,
+    module: str = "kubevino_runtime",
 ) -> Iterator[RunningServer]:
-    """``unprivileged``: without any capability (as root, so it still reads this venv), so
-    file modes bind it as they bind a pod's process. ``dev``: a directory the server sees as
-    its ``/dev`` (bind-mounted in a mount namespace of its own, gone with the process), the
-    way a container sees only the device nodes it was given. ``cgroup``: a cgroup directory the
-    server starts in (its quota binds the server from its first instruction)."""
+    """``module``: what ``python -m`` runs (``kubevino_runtime``, as the ``kubevino-serve``
+    script does). ``unprivileged``: without any capability (as root, so it still reads this
+    venv), so file modes bind it as they bind a pod's process. ``dev``: a directory the server
+    sees as its ``/dev`` (bind-mounted in a mount namespace of its own, gone with the process),
+    the way a container sees only the device nodes it was given. ``cgroup``: a cgroup directory
+    the server starts in (its quota binds the server from its first instruction)."""
     rest_port, grpc_port = free_ports(2)
     log_path = tmp_path / f"server-{rest_port}.log"
     command = [
         sys.executable,
         "-m",
-        "kubevino_runtime",
+        module,
         "--port",
         str(grpc_port),
         "--rest_port",

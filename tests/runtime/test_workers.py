@@ -113,12 +113,15 @@ def test_four_front_ends_share_one_compiled_copy_and_every_protocol_matches_in_p
         # OpenVINO's own evidence: its CPU plugin is loaded in the engine process only.
         assert _maps_cpu_plugin(server.process.pid)
         assert not [pid for pid in front_ends if _maps_cpu_plugin(pid)]
-        # A front end is a fresh interpreter without OpenVINO at all, not a fork of the
-        # engine's: none of its libraries nor the engine's heap (bench/runtime_memory.py).
+        # A front end has no OpenVINO at all: forked from the engine process before it
+        # imported OpenVINO, none of its libraries nor its heap (bench/runtime_memory.py).
         assert "libopenvino.so" in " ".join(_openvino_libraries(server.process.pid))
         assert {pid: _openvino_libraries(pid) for pid in front_ends} == {
             pid: set() for pid in front_ends
         }
+        assert sorted(Path(f"/proc/{pid}/comm").read_text() for pid in front_ends) == [
+            f"kubevino-fe {index}\n" for index in range(4)
+        ]
 
         def close_to_in_process(result: Any) -> None:
             np.testing.assert_allclose(
@@ -246,6 +249,51 @@ def _reply(connection: socket.socket) -> bytes:
         except ConnectionResetError:
             pass
     return reply
+
+
+def test_a_server_started_without_the_entry_point_starts_a_lean_launcher_itself(
+    tmp_path: Path, model_dir: Path, image: Image, expected: npt.NDArray[Any]
+) -> None:
+    """``kubevino_runtime.server`` run directly (an install whose script predates
+    ``entry``) has imported OpenVINO before it could fork: its launcher is a fresh
+    interpreter, and its front ends are as lean."""
+    with running_server(
+        [*_args(model_dir), "--workers", "2"], tmp_path, module="kubevino_runtime.server"
+    ) as server:
+        server.wait_ready()
+        front_ends = _front_ends_of(server)
+        assert len(front_ends) == 2
+        assert {pid: _openvino_libraries(pid) for pid in front_ends} == {
+            pid: set() for pid in front_ends
+        }
+        for _ in range(4):  # new connections: the kernel spreads them over the front ends
+            client = triton_http.InferenceServerClient(server.rest.removeprefix("http://"))
+            binary = triton_http.InferInput("input", list(image.shape), "FP32")
+            binary.set_data_from_numpy(image, binary_data=True)
+            result = client.infer("shared", [binary]).as_numpy("probabilities")
+            np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
+            client.close()
+        assert server.stop() == 0
+        assert not [pid for pid in front_ends if _alive(pid)]
+
+
+def test_a_server_that_cannot_start_leaves_no_launcher_behind(tmp_path: Path) -> None:
+    """The launcher is forked before the config is read; a server that stops there ends it."""
+    config = tmp_path / "config.json"
+    config.write_text("{not json")
+    with running_server(
+        ["--config_path", str(config), "--workers", "2"], tmp_path, wait_live=False
+    ) as server:
+        assert server.process.wait(60) == 1
+    left = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if str(config).encode() in (entry / "cmdline").read_bytes():
+                left.append(entry.name)
+        except OSError:
+            continue
+    assert left == []
+    assert "Traceback" not in server.log()
 
 
 def test_a_front_end_killed_mid_request_stops_the_server_with_its_status(

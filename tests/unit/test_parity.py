@@ -527,7 +527,7 @@ def test_the_sequence_cleaner_interval_returns_freed_heap_memory() -> None:
 
     trimmer = startup.HeapTrimmer(lambda: trims.append(1))
     with pytest.raises(asyncio.CancelledError):
-        asyncio.run(server.release_free_heap(5, trimmer, sleep))
+        asyncio.run(startup.release_free_heap(5, trimmer, sleep))
     assert slept == [300.0] * 4 and len(trims) == 3
     libc = startup.HeapTrimmer.from_libc()
     assert libc is not None  # glibc here, as in the images: the interval does its work
