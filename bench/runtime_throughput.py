@@ -108,7 +108,7 @@ async def _until(start_at: float) -> None:
 
 async def grpc_calls(
     target: str, start_at: float, seconds: float, concurrency: int, connections: int
-) -> int:
+) -> tuple[int, float]:
     """gRPC ModelInfer calls completed in [start_at, start_at + seconds) by one client process,
     over ``connections`` channels (a channel is one connection, and the kernel hands each
     connection to one server worker)."""
@@ -122,6 +122,7 @@ async def grpc_calls(
         for stub in stubs:
             await stub.ModelInfer(request)
         await _until(start_at)
+        cpu_before = time.process_time()  # every thread of this client process
         deadline = start_at + seconds
         done = 0
 
@@ -132,7 +133,7 @@ async def grpc_calls(
                 done += 1
 
         await asyncio.gather(*(worker(stubs[i % len(stubs)]) for i in range(concurrency)))
-        return done
+        return done, time.process_time() - cpu_before
     finally:
         for channel in channels:
             await channel.close()
@@ -140,7 +141,7 @@ async def grpc_calls(
 
 async def rest_calls(
     base: str, start_at: float, seconds: float, concurrency: int, connections: int
-) -> int:
+) -> tuple[int, float]:
     """As grpc_calls, over REST with binary tensors (aiohttp opens a connection per call in
     flight, so ``connections`` is not needed)."""
     body, headers = kserve_binary_request(sample_input(), INPUT_NAME)
@@ -150,6 +151,7 @@ async def rest_calls(
         async with session.post(url, data=body, headers=headers) as response:
             await response.read()
         await _until(start_at)
+        cpu_before = time.process_time()  # every thread of this client process
         deadline = start_at + seconds
         done = 0
 
@@ -163,12 +165,13 @@ async def rest_calls(
                 done += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done
+        return done, time.process_time() - cpu_before
 
 
 def _client_process(
     protocol: str, address: str, start_at: float, seconds: float, n: int, connections: int
-) -> int:
+) -> tuple[int, float]:
+    """Calls completed, and the CPU seconds this client process spent making them."""
     calls = grpc_calls if protocol == "grpc" else rest_calls
     return asyncio.run(calls(address, start_at, seconds, n, connections))
 
@@ -176,6 +179,11 @@ def _client_process(
 def _pin(cpus: list[int]) -> None:
     if cpus:
         os.sched_setaffinity(0, cpus)
+
+
+# How busy the clients were in the last served_throughput: near their CPUs' count, the clients
+# and not the server may be what limits the figure.
+CLIENT_LOAD: dict[str, float] = {}
 
 
 def served_throughput(
@@ -203,10 +211,13 @@ def served_throughput(
             for pool, n in zip(pools, share, strict=True)
             if n
         ]
-        return sum(f.result() for f in futures) / seconds
+        results = [f.result() for f in futures]
     finally:
         for pool in pools:
             pool.shutdown()
+    CLIENT_LOAD["cpus"] = sum(cpu for _, cpu in results) / seconds
+    CLIENT_LOAD["of"] = float(len({cpu for cpus in clients for cpu in cpus}) or os.cpu_count() or 1)
+    return sum(done for done, _ in results) / seconds
 
 
 def grpc_latencies(target: str, count: int) -> list[float]:
@@ -366,7 +377,9 @@ def batch_mean(base: str) -> float:
 
 
 def measure(size: str, args: argparse.Namespace, clients: list[list[int]]) -> None:
-    throughput: dict[tuple[int, int], tuple[float, float, int, float]] = {}
+    throughput: dict[
+        tuple[int, int], tuple[float, float, int, float, tuple[float, float, float]]
+    ] = {}
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
         model = write_model(workdir / "bench", size=size)
@@ -383,13 +396,19 @@ def measure(size: str, args: argparse.Namespace, clients: list[list[int]]) -> No
                     # Several connections per client process when there are several workers:
                     # the kernel gives each connection to one worker.
                     connections = 1 if workers == 1 else 2 * workers
+                    over_grpc = served_throughput(
+                        "grpc", server.grpc, args.seconds, concurrency, clients, connections
+                    )
+                    grpc_clients = CLIENT_LOAD["cpus"]
+                    over_rest = served_throughput(
+                        "rest", server.rest, args.seconds, concurrency, clients
+                    )
                     throughput[workers, max_batch] = (
-                        served_throughput(
-                            "grpc", server.grpc, args.seconds, concurrency, clients, connections
-                        ),
-                        served_throughput("rest", server.rest, args.seconds, concurrency, clients),
+                        over_grpc,
+                        over_rest,
                         concurrency,
                         batch_mean(server.rest),
+                        (grpc_clients, CLIENT_LOAD["cpus"], CLIENT_LOAD["of"]),
                     )
         baseline_after = in_process_throughput(model, args.device, args.seconds)
 
@@ -410,18 +429,21 @@ def measure(size: str, args: argparse.Namespace, clients: list[list[int]]) -> No
         f"in-process AsyncInferQueue        {baseline:8.1f} inf/s (before {baseline_before:.1f},"
         f" after {baseline_after:.1f}; drift {spread:.1%})"
     )
-    for (workers, max_batch), (over_grpc, over_rest, concurrency, mean_batch) in throughput.items():
+    for (workers, max_batch), measured in throughput.items():
+        over_grpc, over_rest, concurrency, mean_batch, (grpc_load, rest_load, of) = measured
         label = f"{workers} front end{'s' if workers > 1 else ''}"
         if max_batch > 1:
             label += f", batch <= {max_batch}"
         detail = f"{concurrency} in flight, {mean_batch:.2f} requests per inference"
         print(
             f"server gRPC, {label:24s}        {over_grpc:8.1f} inf/s  ratio "
-            f"{over_grpc / baseline:.3f}  (target >= 0.95; {detail})"
+            f"{over_grpc / baseline:.3f}  (target >= 0.95; {detail}; clients busy "
+            f"{grpc_load:.1f} of {of:.0f} CPUs)"
         )
         print(
             f"server REST binary, {label:24s} {over_rest:8.1f} inf/s  ratio "
-            f"{over_rest / baseline:.3f}  (target >= 0.95)"
+            f"{over_rest / baseline:.3f}  (target >= 0.95; clients busy {rest_load:.1f} of "
+            f"{of:.0f} CPUs)"
         )
     print("latency, one client, LATENCY hint, 1 front end (engine in-process):")
     for q in (50, 99):
