@@ -253,14 +253,14 @@ def server_nireq(base: str) -> int:
 def serving_args(
     workdir: Path, device: str, hint: str, workers: int = 1, max_batch: int = 1
 ) -> list[str]:
-    """kubevino-serve flags for the bench model with the same device and hint as in-process;
-    with ``max_batch`` > 1, the model's batch dimension made dynamic and dynamic batching on."""
+    """kubevino-serve flags for the bench model with the same device and hint as in-process.
+    ``max_batch`` 1: the model as written (batch 1), no batching; 0: its batch dimension made
+    dynamic, no batching; more: dynamic, and up to that many requests joined."""
     plugin_config = json.dumps({"PERFORMANCE_HINT": hint})
-    batching = (
-        ["--batch_size", "-1", "--max_dynamic_batch", str(max_batch)] if max_batch > 1 else []
-    )
+    dynamic = ["--batch_size", "-1"] if max_batch != 1 else []
     return [
-        *(batching if max_batch > 1 else []),
+        *dynamic,
+        *("--max_dynamic_batch", str(max(1, max_batch))),
         "--workers",
         str(workers),
         "--model_path",
@@ -315,8 +315,9 @@ def main() -> int:
     parser.add_argument(
         "--batching",
         default="1",
-        help="comma-separated --max_dynamic_batch values for the throughput phases (1: off; "
-        "more: the model gets a dynamic batch dimension and requests are joined)",
+        help="comma-separated --max_dynamic_batch values for the throughput phases (1: the "
+        "model as written, off; 0: the model's batch made dynamic, off; more: dynamic, and "
+        "requests joined)",
     )
     args = parser.parse_args()
     args.batching = [int(value) for value in args.batching.split(",")]
@@ -443,14 +444,16 @@ def measure(size: str, args: argparse.Namespace, clients: list[list[int]]) -> No
         label = f"{workers} front end{'s' if workers > 1 else ''}"
         if max_batch > 1:
             label += f", batch <= {max_batch}"
+        elif max_batch == 0:
+            label += ", dynamic, alone"
         detail = f"{concurrency} in flight, {mean_batch:.2f} requests per inference"
         print(
-            f"server gRPC, {label:24s}        {over_grpc:8.1f} inf/s  ratio "
+            f"server gRPC, {label:26s}        {over_grpc:8.1f} inf/s  ratio "
             f"{over_grpc / baseline:.3f}  (target >= 0.95; {detail}; clients busy "
             f"{grpc_load:.1f} of {of:.0f} CPUs)"
         )
         print(
-            f"server REST binary, {label:24s} {over_rest:8.1f} inf/s  ratio "
+            f"server REST binary, {label:26s} {over_rest:8.1f} inf/s  ratio "
             f"{over_rest / baseline:.3f}  (target >= 0.95; clients busy {rest_load:.1f} of "
             f"{of:.0f} CPUs)"
         )
