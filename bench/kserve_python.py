@@ -14,13 +14,14 @@ own ``ModelServer``. Both speak the KServe v2 protocol, so one client drives bot
   KServe's ``--workers`` (its uvicorn REST processes, each unpickling a copy of the model and
   compiling its own; KServe's gRPC server stays in one process whatever the count).
 * CEILING: OpenVINO alone in this process (AsyncInferQueue, no server, no client) on the same
-  cores, once per round, for its CPU time per inference. With the cores saturated a rate is
-  about cores / CPU per request, so KServe's CPU per request (server + client) over the
-  inference's plus the client's is the ratio a server adding no CPU at all would reach: the
-  most any kubevino-serve could show against that KServe. Its rate is printed too, but that
-  moves with the machine's other load more than CPU times do.
-* LATENCY: p50 with one sequential client (this process), over gRPC and REST, on the
-  one-worker servers (so the THROUGHPUT hint: one stream per request).
+  cores, once per round, for its CPU time per inference. A saturated machine's rate is about
+  the cores used / CPU per request, so kubevino-serve's ratio times its CPU per request (server
+  + client) over the inference's plus the client's is the ratio it would reach if its server
+  added nothing to the inference: the most that cutting kubevino-serve's own costs can give.
+  The in-process rate is printed too, but it moves with the machine's other load more than CPU
+  times do.
+* LATENCY: p50 with one sequential client (this process), over gRPC and REST, on the servers
+  with the fewest workers measured (the THROUGHPUT hint: one stream per request).
 
 For each worker count both servers run side by side and take turns phase by phase,
 kubevino-serve then KServe, ``--rounds`` times (A, B, A, B): a drift of the machine shows as a
@@ -62,13 +63,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import numpy.typing as npt
+import openvino as ov
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.runtime_throughput import (
-    _client_process,
+    client_process,
     grpc_latencies,
-    in_process_throughput,
     percentile,
     server_nireq,
     serving_args,
@@ -85,7 +86,8 @@ SERVERS = ("kubevino-serve", "KServe")
 PROTOCOLS = ("grpc", "rest")
 PROTOCOL_LABELS = {"grpc": "gRPC", "rest": "REST binary"}
 # Warnings only from the loggers KServe writes a line per request to (the trace logger's timing
-# middleware, the gRPC interceptor on "kserve", uvicorn's access log); the rest as KServe's own.
+# middleware, the gRPC interceptor on "kserve", uvicorn's access log); uvicorn's start and stop
+# lines stay.
 QUIET_KSERVE_LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -271,7 +273,7 @@ def _measured_client_process(
     protocol: str, address: str, start_at: float, seconds: float, n: int, connections: int
 ) -> tuple[int, float]:
     started = time.process_time()
-    done = _client_process(protocol, address, start_at, seconds, n, connections)
+    done = client_process(protocol, address, start_at, seconds, n, connections)
     return done, time.process_time() - started
 
 
@@ -328,14 +330,23 @@ class Figures:
     load: list[float]
 
 
-def in_process_ceiling(model_file: Path, device: str, seconds: float) -> tuple[float, float]:
-    """OpenVINO alone, in this process, with no server and no client: what neither server can
-    pass on the same cores."""
-    started = time.process_time()
-    wall = time.perf_counter()
-    rate = in_process_throughput(model_file, device, seconds)
-    cpu_ms = 1e3 * (time.process_time() - started) / (rate * (time.perf_counter() - wall))
-    return rate, cpu_ms
+def in_process_inference(model_file: Path, device: str, seconds: float) -> tuple[float, float]:
+    """OpenVINO alone in this process, no server and no client, compiled as both servers
+    compile it: inferences per second, and CPU ms per inference (compiling and warming up
+    left out, which the runtime bench's in-process figure includes)."""
+    compiled = ov.Core().compile_model(str(model_file), device, {"PERFORMANCE_HINT": "THROUGHPUT"})
+    queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    image = sample_input()
+    for _ in range(len(queue)):
+        queue.start_async({INPUT_NAME: image})
+    queue.wait_all()
+    cpu_started, started, done = time.process_time(), time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        queue.start_async({INPUT_NAME: image})
+        done += 1
+    queue.wait_all()
+    cpu = time.process_time() - cpu_started
+    return done / (time.perf_counter() - started), 1e3 * cpu / done
 
 
 def measure(
@@ -384,7 +395,7 @@ def measure(
                         flush=True,
                     )
                     figures.in_process.append(
-                        in_process_ceiling(model_file, args.device, args.seconds)
+                        in_process_inference(model_file, args.device, args.seconds)
                     )
                     for protocol in PROTOCOLS:
                         for server, endpoints in servers.items():
@@ -399,7 +410,7 @@ def measure(
                                     endpoints.pid,
                                 )
                             )
-                    if workers == 1:
+                    if workers == min(args.workers):
                         count = args.latency_requests
                         for server, endpoints in servers.items():
                             for protocol, latencies in (
@@ -441,28 +452,30 @@ def report(size: str, figures: Figures, difference: float, args: argparse.Namesp
     )
     print(
         f"throughput, {args.concurrency} in flight from one client process (CPU per request: "
-        "server + client; target ratio >= 2.00; ceiling: the ratio of a server that added no "
-        "CPU to the inference's, with the machine saturated):"
+        "server + client; target ratio >= 2.00; ceiling: the ratio kubevino-serve would reach "
+        "on the cores it got if it added no CPU to the inference's):"
     )
     for workers in args.workers:
         for protocol in PROTOCOLS:
             ours = figures.throughput[workers, "kubevino-serve", protocol]
             theirs = figures.throughput[workers, "KServe", protocol]
             per_round = [a.rate / b.rate for a, b in zip(ours, theirs, strict=True)]
-            their_client_ms = statistics.mean(phase.client_cpu_ms for phase in theirs)
-            their_cpu_ms = their_client_ms + statistics.mean(
-                phase.server_cpu_ms for phase in theirs
-            )
-            ceiling = their_cpu_ms / (inference_cpu_ms + their_client_ms)
             ratio = statistics.mean(a.rate for a in ours) / statistics.mean(b.rate for b in theirs)
+            our_client_ms = statistics.mean(phase.client_cpu_ms for phase in ours)
+            our_cpu_ms = our_client_ms + statistics.mean(phase.server_cpu_ms for phase in ours)
+            ceiling = ratio * our_cpu_ms / (inference_cpu_ms + our_client_ms)
             print(
                 f"  {PROTOCOL_LABELS[protocol]:11s} {workers} worker{'s' if workers > 1 else ' '}"
                 f"  kubevino-serve {_rates(ours)}  KServe {_rates(theirs)}  ratio "
                 f"{ratio:.2f} (rounds "
-                + ", ".join(f"{ratio:.2f}" for ratio in per_round)
+                + ", ".join(f"{each:.2f}" for each in per_round)
                 + f"; ceiling {ceiling:.2f})"
             )
-    print("latency p50, one sequential client, 1 worker, THROUGHPUT hint:")
+    fewest = min(args.workers)
+    print(
+        f"latency p50, one sequential client, {fewest} worker{'s' if fewest > 1 else ''}, "
+        "THROUGHPUT hint:"
+    )
     for protocol in PROTOCOLS:
         cells = []
         for server in SERVERS:

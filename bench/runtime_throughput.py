@@ -161,7 +161,7 @@ async def rest_calls(
         return done
 
 
-def _client_process(
+def client_process(
     protocol: str, address: str, start_at: float, seconds: float, n: int, connections: int
 ) -> int:
     calls = grpc_calls if protocol == "grpc" else rest_calls
@@ -194,7 +194,7 @@ def served_throughput(
     ]
     try:
         futures = [
-            pool.submit(_client_process, protocol, address, start_at, seconds, n, connections)
+            pool.submit(client_process, protocol, address, start_at, seconds, n, connections)
             for pool, n in zip(pools, share, strict=True)
             if n
         ]
