@@ -173,7 +173,7 @@ async def rest_calls(
         return done, time.process_time() - cpu_before, failures
 
 
-def _client_process(
+def client_process(
     protocol: str, address: str, start_at: float, seconds: float, n: int, connections: int
 ) -> tuple[int, float, dict[str, int]]:
     """Calls completed, the CPU seconds this client process spent making them, and the calls
@@ -213,7 +213,7 @@ def served_throughput(
     ]
     try:
         futures = [
-            pool.submit(_client_process, protocol, address, start_at, seconds, n, connections)
+            pool.submit(client_process, protocol, address, start_at, seconds, n, connections)
             for pool, n in zip(pools, share, strict=True)
             if n
         ]
