@@ -272,16 +272,17 @@ def rest_latencies(rest: str, count: int) -> list[float]:
 def _measured_client_process(
     protocol: str, address: str, start_at: float, seconds: float, n: int, connections: int
 ) -> tuple[int, float]:
-    started = time.process_time()
-    done = client_process(protocol, address, start_at, seconds, n, connections)
-    return done, time.process_time() - started
+    done, cpu, refused = client_process(protocol, address, start_at, seconds, n, connections)
+    for answer, count in refused.items():
+        print(f"  {protocol}: {count} calls refused: {answer}", flush=True)
+    return done, cpu
 
 
 @dataclass(frozen=True)
 class Phase:
     rate: float  # requests per second
     server_cpu_ms: float  # per request, the server's processes and threads
-    client_cpu_ms: float  # per request, the shared client's process (its warm-up included)
+    client_cpu_ms: float  # per request, the shared client's process while measured
 
 
 class SharedClient:
