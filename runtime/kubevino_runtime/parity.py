@@ -182,7 +182,8 @@ _PLUGIN = "OpenVINO properties passed to compile_model"
 _METRICS_LIST = (
     "comma-separated metric families to expose instead of the default set; Model Server's "
     "names (ovms_infer_req_queue_size and ovms_infer_req_active are off unless listed) and "
-    "kubevino_request_queue_depth, kubevino_device_access and the generation families "
+    "kubevino_request_queue_depth, kubevino_batch_requests, kubevino_device_access and the "
+    "generation families "
     "(README's Generative models); an unknown name is refused"
 )
 
