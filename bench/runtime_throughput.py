@@ -82,19 +82,6 @@ def in_process_throughput(model: Path, device: str, seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-def in_process_latencies(model: Path, device: str, count: int) -> list[float]:
-    compiled = ov.Core().compile_model(str(model), device, {"PERFORMANCE_HINT": "LATENCY"})
-    request = compiled.create_infer_request()
-    image = sample_input()
-    request.infer({INPUT_NAME: image})
-    latencies = []
-    for _ in range(count):
-        started = time.perf_counter()
-        request.infer({INPUT_NAME: image})
-        latencies.append(time.perf_counter() - started)
-    return latencies
-
-
 def _grpc_request(image: np.ndarray) -> pb.ModelInferRequest:
     request = pb.ModelInferRequest(model_name="bench")
     request.inputs.add(name=INPUT_NAME, datatype="FP32", shape=list(image.shape))
@@ -364,17 +351,18 @@ def server_means_ms(base: str) -> dict[str, float]:
     return {key: sums[key] / counts[key] / 1e3 for key in sums if counts.get(key)}
 
 
-def in_process_paced_latencies(model: Path, device: str, count: int, pause: float) -> list[float]:
-    """As in_process_latencies, with ``pause`` seconds between calls: what the server's infer
-    request sees with one client, whose next request comes a round trip later (OpenVINO's
-    threads go idle in between; back to back they stay warm)."""
+def in_process_latencies(model: Path, device: str, count: int, pause: float = 0.0) -> list[float]:
+    """One synchronous call after another, each ``pause`` seconds after the last: with a pause,
+    what the server's infer request sees with one client, whose next request comes a round trip
+    later (OpenVINO's threads go idle in between; back to back they stay warm)."""
     compiled = ov.Core().compile_model(str(model), device, {"PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()
     image = sample_input()
     request.infer({INPUT_NAME: image})
     latencies = []
     for _ in range(count):
-        time.sleep(pause)
+        if pause:
+            time.sleep(pause)
         started = time.perf_counter()
         request.infer({INPUT_NAME: image})
         latencies.append(time.perf_counter() - started)
@@ -431,7 +419,7 @@ def measure(size: str, args: argparse.Namespace, clients: list[list[int]]) -> No
         # The pause one client leaves the server's infer request between calls, about: its
         # round trip minus the inference.
         pause = max(0.0, percentile(remote, 50) - percentile(local, 50))
-        paced = in_process_paced_latencies(model, args.device, args.latency_requests, pause)
+        paced = in_process_latencies(model, args.device, args.latency_requests, pause)
 
     baseline = statistics.mean([baseline_before, baseline_after])
     spread = abs(baseline_before - baseline_after) / baseline
