@@ -28,6 +28,21 @@ REFUSED = [
     ),
     ({"serving": {"replicas": -1}}, "spec.serving.replicas: Invalid value: -1"),
     (
+        {"performance": {"batchSize": 4, "dynamicBatching": {"maxBatchSize": 8}}},
+        "dynamicBatching joins requests along a dynamic batch dimension, which batchSize fixes",
+    ),
+    (
+        {"performance": {"dynamicBatching": {"maxBatchSize": 1, "maxDelayMicroseconds": 100}}},
+        "maxBatchSize 1 turns batching off",
+    ),
+    (
+        {
+            "model": {"source": {"pvc": {"claimName": "m"}}, "task": "Embeddings"},
+            "performance": {"dynamicBatching": {"maxBatchSize": 8}},
+        },
+        "a generative pipeline sizes and batches itself",
+    ),
+    (
         {"device": {"targetDevice": "GPU"}, "performance": {"hint": "CUMULATIVE_THROUGHPUT"}},
         "hint CUMULATIVE_THROUGHPUT needs an AUTO or MULTI targetDevice",
     ),
@@ -89,6 +104,19 @@ def test_every_generative_example_is_admitted(cluster: ControlPlane, namespace: 
             "-o", "jsonpath={.spec.model.task}",
         ).stdout  # fmt: skip
         assert task == manifest["spec"]["model"]["task"]
+
+
+def test_the_dynamic_batching_example_is_admitted_with_its_settings(
+    cluster: ControlPlane, namespace: str
+) -> None:
+    manifest = yaml.safe_load((REPO / "examples" / "cpu-dynamic-batching.yaml").read_text())
+    manifest["metadata"]["namespace"] = namespace
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    kept = cluster.kubectl(
+        "get", "im", manifest["metadata"]["name"], "-n", namespace,
+        "-o", "jsonpath={.spec.performance.dynamicBatching.maxBatchSize}",
+    ).stdout  # fmt: skip
+    assert kept == "8"
 
 
 def test_a_name_that_cannot_be_a_service_name_is_refused(
