@@ -63,13 +63,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import numpy.typing as npt
-import openvino as ov
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.runtime_throughput import (
     client_process,
     grpc_latencies,
+    in_process_run,
     percentile,
     server_nireq,
     serving_args,
@@ -331,25 +331,6 @@ class Figures:
     load: list[float]
 
 
-def in_process_inference(model_file: Path, device: str, seconds: float) -> tuple[float, float]:
-    """OpenVINO alone in this process, no server and no client, compiled as both servers
-    compile it: inferences per second, and CPU ms per inference (compiling and warming up
-    left out, which the runtime bench's in-process figure includes)."""
-    compiled = ov.Core().compile_model(str(model_file), device, {"PERFORMANCE_HINT": "THROUGHPUT"})
-    queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    image = sample_input()
-    for _ in range(len(queue)):
-        queue.start_async({INPUT_NAME: image})
-    queue.wait_all()
-    cpu_started, started, done = time.process_time(), time.perf_counter(), 0
-    while time.perf_counter() - started < seconds:
-        queue.start_async({INPUT_NAME: image})
-        done += 1
-    queue.wait_all()
-    cpu = time.process_time() - cpu_started
-    return done / (time.perf_counter() - started), 1e3 * cpu / done
-
-
 def measure(
     size: str, args: argparse.Namespace, python: Path, client: SharedClient
 ) -> tuple[Figures, float]:
@@ -395,9 +376,7 @@ def measure(
                         f"load average {load:.2f}",
                         flush=True,
                     )
-                    figures.in_process.append(
-                        in_process_inference(model_file, args.device, args.seconds)
-                    )
+                    figures.in_process.append(in_process_run(model_file, args.device, args.seconds))
                     for protocol in PROTOCOLS:
                         for server, endpoints in servers.items():
                             address = endpoints.grpc if protocol == "grpc" else endpoints.rest
