@@ -94,28 +94,35 @@ def test_bad_specs_are_refused_by_kubectl_apply_with_a_clear_message(
     assert message in done.stderr, done.stderr
 
 
+def _applied_example(
+    cluster: ControlPlane, namespace: str, example: str, field: str
+) -> tuple[dict[str, Any], str]:
+    """Apply an example into ``namespace``; return it and ``field`` as the API server kept it."""
+    manifest = yaml.safe_load((REPO / "examples" / f"{example}.yaml").read_text())
+    manifest["metadata"]["namespace"] = namespace
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    kept = cluster.kubectl(
+        "get", "im", manifest["metadata"]["name"], "-n", namespace,
+        "-o", f"jsonpath={{{field}}}",
+    ).stdout  # fmt: skip
+    return manifest, kept
+
+
 def test_every_generative_example_is_admitted(cluster: ControlPlane, namespace: str) -> None:
     for example in ("text-generation", "embeddings", "rerank", "text-generation-npu"):
-        manifest = yaml.safe_load((REPO / "examples" / f"{example}.yaml").read_text())
-        manifest["metadata"]["namespace"] = namespace
-        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
-        task = cluster.kubectl(
-            "get", "im", manifest["metadata"]["name"], "-n", namespace,
-            "-o", "jsonpath={.spec.model.task}",
-        ).stdout  # fmt: skip
+        manifest, task = _applied_example(cluster, namespace, example, ".spec.model.task")
         assert task == manifest["spec"]["model"]["task"]
 
 
 def test_the_dynamic_batching_example_is_admitted_with_its_settings(
     cluster: ControlPlane, namespace: str
 ) -> None:
-    manifest = yaml.safe_load((REPO / "examples" / "cpu-dynamic-batching.yaml").read_text())
-    manifest["metadata"]["namespace"] = namespace
-    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
-    kept = cluster.kubectl(
-        "get", "im", manifest["metadata"]["name"], "-n", namespace,
-        "-o", "jsonpath={.spec.performance.dynamicBatching.maxBatchSize}",
-    ).stdout  # fmt: skip
+    _, kept = _applied_example(
+        cluster,
+        namespace,
+        "cpu-dynamic-batching",
+        ".spec.performance.dynamicBatching.maxBatchSize",
+    )
     assert kept == "8"
 
 
